@@ -1,0 +1,180 @@
+"""Building blocks shared by the teacher and the student.
+
+Every parameter carries logical axis names (``nn.with_logical_partitioning``) so that
+:mod:`autodistill.sharding` can map them onto a device mesh. The names used are:
+
+=============== ==========================================================
+``vocab``       vocabulary rows of the word embedding / MLM decoder
+``embed``       model width (teacher hidden size, student hidden size)
+``embed_out``   output side of a square hidden -> hidden kernel (pooler, MLM transform)
+``token_embed`` the student's word-embedding width (``embedding_size``)
+``bottleneck``  the student's intra-block width (``bottleneck_size``)
+``mlp``         FFN inner width
+``heads``       attention heads
+``kv``          per-head width
+``position``    rows of the position table
+``token_type``  rows of the token-type table
+``classes``     classifier outputs
+=============== ==========================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+# Initialisers follow BERT: truncated-normal-ish N(0, 0.02) weights, zero biases, unit scales.
+_KERNEL_INIT = nn.initializers.normal(stddev=0.02)
+
+ACTIVATION_FNS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,
+    # Hugging Face's "gelu" is the exact erf form; jax.nn.gelu defaults to the tanh form.
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+
+def partitioned(init: Callable, axes: Sequence[Optional[str]]) -> Callable:
+  return nn.with_logical_partitioning(init, tuple(axes))
+
+
+@flax.struct.dataclass
+class ModelOutput:
+  """What every model here returns; distillation reads the per-block fields.
+
+  Attributes:
+    last_hidden_state: [batch, seq, hidden] output of the last layer/block.
+    pooled_output: [batch, hidden] pooler output (input of the NSP classifier).
+    hidden_states: tuple of [batch, seq, hidden]: the embedding output, then every
+      layer's/block's output (the feature maps of eq. 2). ``hidden_states[k]`` is block k's output.
+    attentions: tuple of [batch, heads, seq, seq] attention probabilities of every layer/block
+      (eq. 1), before attention dropout.
+    mlm_logits: [batch, seq or num_predictions, vocab] MLM logits, or None for an encoder.
+    nsp_logits: [batch, 2] next-sentence logits, or None for an encoder.
+  """
+
+  last_hidden_state: Array
+  pooled_output: Array
+  hidden_states: tuple[Array, ...]
+  attentions: tuple[Array, ...]
+  mlm_logits: Optional[Array] = None
+  nsp_logits: Optional[Array] = None
+
+
+def dense(features: int | tuple[int, ...], kernel_axes: Sequence[Optional[str]], *,
+          name: str, axis: int | tuple[int, ...] = -1, dtype: Dtype = jnp.float32,
+          param_dtype: Dtype = jnp.float32) -> nn.DenseGeneral:
+  """An ``nn.DenseGeneral`` whose kernel and bias carry logical axis names."""
+  features = features if isinstance(features, tuple) else (features,)
+  return nn.DenseGeneral(
+      features=features,
+      axis=axis,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      kernel_init=partitioned(_KERNEL_INIT, kernel_axes),
+      bias_init=partitioned(nn.initializers.zeros_init(), tuple(kernel_axes)[-len(features):]),
+      name=name)
+
+
+def embed(num_embeddings: int, features: int, axes: tuple[str, str], *, name: str,
+          dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32) -> nn.Embed:
+  """An ``nn.Embed`` table with logical axis names."""
+  return nn.Embed(num_embeddings=num_embeddings, features=features, dtype=dtype,
+                  param_dtype=param_dtype, embedding_init=partitioned(_KERNEL_INIT, axes),
+                  name=name)
+
+
+class NoNorm(nn.Module):
+  """MobileBERT's NoNorm: an element-wise affine map ``x * scale + bias`` (Sun et al. 2020)."""
+
+  axis_name: str
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = x.shape[-1]
+    scale = self.param("scale", partitioned(nn.initializers.ones_init(), (self.axis_name,)),
+                       (features,), self.param_dtype)
+    bias = self.param("bias", partitioned(nn.initializers.zeros_init(), (self.axis_name,)),
+                      (features,), self.param_dtype)
+    return (x * scale + bias).astype(self.dtype)
+
+
+def make_norm(kind: str, axis_name: str, eps: float, dtype: Dtype, param_dtype: Dtype,
+              name: str) -> nn.Module:
+  """A LayerNorm or NoNorm whose parameters are named ``scale`` and ``bias`` either way."""
+  if kind == "no_norm":
+    return NoNorm(axis_name=axis_name, dtype=dtype, param_dtype=param_dtype, name=name)
+  if kind == "layer_norm":
+    return nn.LayerNorm(
+        epsilon=eps, dtype=dtype, param_dtype=param_dtype,
+        scale_init=partitioned(nn.initializers.ones_init(), (axis_name,)),
+        bias_init=partitioned(nn.initializers.zeros_init(), (axis_name,)), name=name)
+  raise ValueError(f"unknown normalization {kind!r}; use 'no_norm' or 'layer_norm'.")
+
+
+class SelfAttention(nn.Module):
+  """Multi-head scaled dot-product attention (Vaswani et al. 2017) with separate q/k/v inputs.
+
+  Separate inputs let the student read queries and keys from a shared bottleneck and values from
+  the block input (MobileBERT). Returns the per-head context [batch, seq, heads, head_size] (the
+  caller owns the output projection) and the attention probabilities [batch, heads, seq, seq]
+  before dropout, which L_MHA (eq. 1) distils.
+  """
+
+  num_heads: int
+  head_size: int
+  query_axis: str
+  value_axis: str
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_in: Array, key_in: Array, value_in: Array, mask: Array,
+               deterministic: bool = True) -> tuple[Array, Array]:
+    proj = functools.partial(dense, (self.num_heads, self.head_size), dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    q = proj((self.query_axis, "heads", "kv"), name="query")(query_in)
+    k = proj((self.query_axis, "heads", "kv"), name="key")(key_in)
+    v = proj((self.value_axis, "heads", "kv"), name="value")(value_in)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+    scores = scores * (self.head_size ** -0.5)
+    scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    dropped = nn.Dropout(rate=self.dropout_rate)(probs, deterministic=deterministic)
+    context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
+    return context, probs
+
+
+def default_inputs(input_ids: Array, token_type_ids: Optional[Array],
+                   attention_mask: Optional[Array]) -> tuple[Array, Array]:
+  """Fills in all-zero token types and an all-ones mask, as BERT does."""
+  if token_type_ids is None:
+    token_type_ids = jnp.zeros_like(input_ids)
+  if attention_mask is None:
+    attention_mask = jnp.ones_like(input_ids)
+  return token_type_ids, attention_mask.astype(bool)
+
+
+def gather_positions(x: Array, positions: Optional[Array]) -> Array:
+  """Selects [batch, num_predictions] positions of x [batch, seq, d] before the MLM head.
+
+  Computing vocabulary logits only at masked positions is what BERT's pre-training does; it
+  saves a [batch, seq, vocab] matmul when only ``max_predictions_per_seq`` positions count.
+  """
+  if positions is None:
+    return x
+  return jnp.take_along_axis(x, positions[..., None].astype(jnp.int32), axis=1)

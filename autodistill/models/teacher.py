@@ -1,0 +1,175 @@
+"""The BERT teacher (Devlin et al. 2019) as Flax Linen modules.
+
+A post-LayerNorm Transformer encoder with learned absolute positions and token types, plus the
+pre-training heads: an MLM head (dense transform + activation + LayerNorm, decoder tied to the
+word embeddings, output bias) and an NSP head (dense + tanh pooler, then a 2-way classifier).
+Numerically identical to Hugging Face ``transformers.BertForPreTraining`` with the same weights
+(see ``tests/models/test_hf_parity.py``). The teacher returns every layer's output and attention
+probabilities so distillation can read them (paper section 3.3.1).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from autodistill.models import layers
+from autodistill.models.configs import BertConfig
+
+Array = jax.Array
+
+
+class BertLayer(nn.Module):
+  """One post-LayerNorm encoder layer: attention + residual + LN, FFN + residual + LN."""
+
+  config: BertConfig
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, deterministic: bool) -> tuple[Array, Array]:
+    cfg = self.config
+    dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    norm = functools.partial(nn.LayerNorm, epsilon=cfg.layer_norm_eps, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    dropout = nn.Dropout(rate=cfg.hidden_dropout_prob)
+    context, probs = layers.SelfAttention(
+        num_heads=cfg.num_heads, head_size=cfg.head_size, query_axis="embed",
+        value_axis="embed", dropout_rate=cfg.attention_dropout_prob, dtype=self.dtype,
+        param_dtype=self.param_dtype, name="attention")(x, x, x, mask, deterministic)
+    attended = dense(cfg.hidden_size, ("heads", "kv", "embed"), axis=(-2, -1),
+                     name="attention_output")(context)
+    attended = dropout(attended, deterministic=deterministic)
+    attended = _norm_with_axes(norm, "embed", "attention_norm")(attended + x)
+    inner = dense(cfg.intermediate_size, ("embed", "mlp"), name="intermediate")(attended)
+    inner = layers.ACTIVATION_FNS[cfg.hidden_act](inner)
+    out = dense(cfg.hidden_size, ("mlp", "embed"), name="output")(inner)
+    out = dropout(out, deterministic=deterministic)
+    out = _norm_with_axes(norm, "embed", "output_norm")(out + attended)
+    return out, probs
+
+
+def _norm_with_axes(norm, axis_name: str, name: str) -> nn.LayerNorm:
+  return norm(scale_init=layers.partitioned(nn.initializers.ones_init(), (axis_name,)),
+              bias_init=layers.partitioned(nn.initializers.zeros_init(), (axis_name,)),
+              name=name)
+
+
+class BertEncoder(nn.Module):
+  """Embeddings, ``num_layers`` :class:`BertLayer` and the pooler; returns a ModelOutput."""
+
+  config: BertConfig
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, input_ids: Array, token_type_ids: Optional[Array] = None,
+               attention_mask: Optional[Array] = None, *,
+               deterministic: bool = True) -> layers.ModelOutput:
+    cfg = self.config
+    token_type_ids, mask = layers.default_inputs(input_ids, token_type_ids, attention_mask)
+    table = functools.partial(layers.embed, dtype=self.dtype, param_dtype=self.param_dtype)
+    positions = jnp.arange(input_ids.shape[-1])[None, :]
+    x = (table(cfg.vocab_size, cfg.hidden_size, ("vocab", "embed"),
+               name="word_embeddings")(input_ids)
+         + table(cfg.max_position_embeddings, cfg.hidden_size, ("position", "embed"),
+                 name="position_embeddings")(positions)
+         + table(cfg.type_vocab_size, cfg.hidden_size, ("token_type", "embed"),
+                 name="token_type_embeddings")(token_type_ids))
+    norm = functools.partial(nn.LayerNorm, epsilon=cfg.layer_norm_eps, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    x = _norm_with_axes(norm, "embed", "embeddings_norm")(x)
+    x = nn.Dropout(rate=cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+    hidden_states, attentions = [x], []
+    for i in range(cfg.num_layers):
+      x, probs = BertLayer(cfg, dtype=self.dtype, param_dtype=self.param_dtype,
+                           name=f"layer_{i}")(x, mask, deterministic)
+      hidden_states.append(x)
+      attentions.append(probs)
+    pooled = jnp.tanh(layers.dense(cfg.hidden_size, ("embed", "embed_out"), dtype=self.dtype,
+                                   param_dtype=self.param_dtype, name="pooler")(x[:, 0]))
+    return layers.ModelOutput(last_hidden_state=x, pooled_output=pooled,
+                              hidden_states=tuple(hidden_states), attentions=tuple(attentions))
+
+
+class MlmHead(nn.Module):
+  """BERT's MLM head: dense + activation + LayerNorm, then logits against the word embeddings.
+
+  ``extra_rows`` > 0 gives MobileBERT's variant, where the hidden width exceeds the embedding width
+  and the decoder matrix is the tied embedding (transposed) stacked on an untied
+  [extra_rows, vocab] block (Hugging Face ``MobileBertLMPredictionHead``).
+  """
+
+  hidden_act: str
+  layer_norm_eps: float
+  extra_rows: int = 0
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, word_embeddings: Array) -> Array:
+    hidden = x.shape[-1]
+    x = layers.dense(hidden, ("embed", "embed_out"), dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="transform")(x)
+    x = layers.ACTIVATION_FNS[self.hidden_act](x)
+    norm = functools.partial(nn.LayerNorm, epsilon=self.layer_norm_eps, dtype=self.dtype,
+                             param_dtype=self.param_dtype)
+    x = _norm_with_axes(norm, "embed", "transform_norm")(x)
+    decoder = word_embeddings.T.astype(self.dtype)  # [embedding width, vocab]
+    if self.extra_rows:
+      extra = self.param("decoder_extra",
+                         layers.partitioned(nn.initializers.normal(0.02), ("embed", "vocab")),
+                         (self.extra_rows, word_embeddings.shape[0]), self.param_dtype)
+      decoder = jnp.concatenate([decoder, extra.astype(self.dtype)], axis=0)
+    bias = self.param("bias", layers.partitioned(nn.initializers.zeros_init(), ("vocab",)),
+                      (word_embeddings.shape[0],), self.param_dtype)
+    return x @ decoder + bias.astype(self.dtype)
+
+
+class NspHead(nn.Module):
+  """The next-sentence classifier on the pooled output."""
+
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, pooled: Array) -> Array:
+    return layers.dense(2, ("embed", "classes"), dtype=self.dtype, param_dtype=self.param_dtype,
+                        name="classifier")(pooled)
+
+
+class PreTrainingForward:
+  """The forward pass shared by the teacher and the student with heads (mixed into both)."""
+
+  def __call__(self, input_ids: Array, token_type_ids: Optional[Array] = None,
+               attention_mask: Optional[Array] = None, *,
+               masked_positions: Optional[Array] = None,
+               deterministic: bool = True) -> layers.ModelOutput:
+    out = self.encoder(input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+    word_embeddings = nn.unbox(self.encoder.variables["params"]["word_embeddings"]["embedding"])
+    mlm = self.mlm_head(layers.gather_positions(out.last_hidden_state, masked_positions),
+                        word_embeddings)
+    return out.replace(mlm_logits=mlm, nsp_logits=self.nsp_head(out.pooled_output))
+
+
+class BertForPreTraining(PreTrainingForward, nn.Module):
+  """The teacher with MLM and NSP heads. Parameters: ``encoder``, ``mlm_head``, ``nsp_head``.
+
+  ``masked_positions`` [batch, num_predictions], when given, restricts the MLM logits to those
+  positions (BERT pre-training); otherwise logits cover every position.
+  """
+
+  config: BertConfig
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.encoder = BertEncoder(self.config, **kw)
+    self.mlm_head = MlmHead(self.config.hidden_act, self.config.layer_norm_eps, **kw)
+    self.nsp_head = NspHead(**kw)
+

