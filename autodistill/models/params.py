@@ -113,13 +113,18 @@ def param_breakdown(params: Mapping[str, Any]) -> dict[str, int]:
   counts = dict.fromkeys(COMPONENTS, 0)
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     keys = tuple(str(getattr(k, "key", k)) for k in path)
-    counts[_component(keys)] += int(np.prod(np.shape(leaf)))
+    counts[_component(keys)] += _size(leaf)
   return counts
 
 
+def _size(leaf: Any) -> int:
+  # ``.shape`` also covers jax.ShapeDtypeStruct, so abstract trees from eval_shape count too.
+  return int(np.prod(getattr(leaf, "shape", np.shape(leaf))))
+
+
 def count_params(params: Any) -> int:
-  """Total number of parameters in a pytree."""
-  return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(params))
+  """Total number of parameters in a pytree (arrays or ``jax.eval_shape`` structs)."""
+  return sum(_size(leaf) for leaf in jax.tree_util.tree_leaves(params))
 
 
 def summary(config: BertConfig | StudentConfig, params: Mapping[str, Any] | None = None) -> str:

@@ -1,0 +1,3 @@
+from autodistill.main import run
+
+run()
