@@ -71,8 +71,26 @@ def _reject_unknown(cls, values: Mapping[str, Any]) -> None:
         f"known fields are {sorted(_known_fields(cls))}.")
 
 
+class _ConfigMethods:
+  """Construction helpers shared by the architecture types; unknown fields are a ValueError."""
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any]):
+    """Builds a config from a mapping, rejecting unknown factors with a ValueError."""
+    _reject_unknown(cls, values)
+    return cls(**values)
+
+  def replace(self, **changes: Any):
+    """A copy with ``changes`` applied and validated."""
+    _reject_unknown(type(self), changes)
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(_ConfigMethods):
   """An immutable student architecture (paper section 3.2, Table 1).
 
   Attributes:
@@ -204,19 +222,6 @@ class StudentConfig:
                        "keyword overrides; give each once.")
     return cls.from_dict({**values, **overrides})
 
-  @classmethod
-  def from_dict(cls, values: Mapping[str, Any]) -> "StudentConfig":
-    """Builds a config from a mapping, rejecting unknown factors with a ValueError."""
-    _reject_unknown(cls, values)
-    return cls(**values)
-
-  def replace(self, **changes: Any) -> "StudentConfig":
-    """A copy with ``changes`` applied and validated."""
-    _reject_unknown(type(self), changes)
-    return dataclasses.replace(self, **changes)
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
 
 
 def _parse_value(field: str, raw: str, type_name: Any) -> Any:
@@ -233,7 +238,7 @@ def _parse_value(field: str, raw: str, type_name: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
+class BertConfig(_ConfigMethods):
   """An immutable BERT teacher architecture (Devlin et al. 2019): post-LayerNorm encoder.
 
   Field names follow :class:`StudentConfig`; :meth:`from_hf` and :meth:`to_hf` convert to and
@@ -270,18 +275,6 @@ class BertConfig:
   @property
   def head_size(self) -> int:
     return self.hidden_size // self.num_heads
-
-  @classmethod
-  def from_dict(cls, values: Mapping[str, Any]) -> "BertConfig":
-    _reject_unknown(cls, values)
-    return cls(**values)
-
-  def replace(self, **changes: Any) -> "BertConfig":
-    _reject_unknown(type(self), changes)
-    return dataclasses.replace(self, **changes)
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
 
   @classmethod
   def from_hf(cls, hf: Mapping[str, Any]) -> "BertConfig":

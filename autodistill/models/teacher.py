@@ -34,8 +34,8 @@ class BertLayer(nn.Module):
   def __call__(self, x: Array, mask: Array, deterministic: bool) -> tuple[Array, Array]:
     cfg = self.config
     dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
-    norm = functools.partial(nn.LayerNorm, epsilon=cfg.layer_norm_eps, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
+    norm = functools.partial(layers.make_norm, "layer_norm", "embed", cfg.layer_norm_eps,
+                             self.dtype, self.param_dtype)
     dropout = nn.Dropout(rate=cfg.hidden_dropout_prob)
     context, probs = layers.SelfAttention(
         num_heads=cfg.num_heads, head_size=cfg.head_size, query_axis="embed",
@@ -44,19 +44,13 @@ class BertLayer(nn.Module):
     attended = dense(cfg.hidden_size, ("heads", "kv", "embed"), axis=(-2, -1),
                      name="attention_output")(context)
     attended = dropout(attended, deterministic=deterministic)
-    attended = _norm_with_axes(norm, "embed", "attention_norm")(attended + x)
+    attended = norm(name="attention_norm")(attended + x)
     inner = dense(cfg.intermediate_size, ("embed", "mlp"), name="intermediate")(attended)
     inner = layers.ACTIVATION_FNS[cfg.hidden_act](inner)
     out = dense(cfg.hidden_size, ("mlp", "embed"), name="output")(inner)
     out = dropout(out, deterministic=deterministic)
-    out = _norm_with_axes(norm, "embed", "output_norm")(out + attended)
+    out = norm(name="output_norm")(out + attended)
     return out, probs
-
-
-def _norm_with_axes(norm, axis_name: str, name: str) -> nn.LayerNorm:
-  return norm(scale_init=layers.partitioned(nn.initializers.ones_init(), (axis_name,)),
-              bias_init=layers.partitioned(nn.initializers.zeros_init(), (axis_name,)),
-              name=name)
 
 
 class BertEncoder(nn.Module):
@@ -80,9 +74,8 @@ class BertEncoder(nn.Module):
                  name="position_embeddings")(positions)
          + table(cfg.type_vocab_size, cfg.hidden_size, ("token_type", "embed"),
                  name="token_type_embeddings")(token_type_ids))
-    norm = functools.partial(nn.LayerNorm, epsilon=cfg.layer_norm_eps, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
-    x = _norm_with_axes(norm, "embed", "embeddings_norm")(x)
+    x = layers.make_norm("layer_norm", "embed", cfg.layer_norm_eps, self.dtype, self.param_dtype,
+                         name="embeddings_norm")(x)
     x = nn.Dropout(rate=cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     hidden_states, attentions = [x], []
     for i in range(cfg.num_layers):
@@ -116,9 +109,8 @@ class MlmHead(nn.Module):
     x = layers.dense(hidden, ("embed", "embed_out"), dtype=self.dtype,
                      param_dtype=self.param_dtype, name="transform")(x)
     x = layers.ACTIVATION_FNS[self.hidden_act](x)
-    norm = functools.partial(nn.LayerNorm, epsilon=self.layer_norm_eps, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
-    x = _norm_with_axes(norm, "embed", "transform_norm")(x)
+    x = layers.make_norm("layer_norm", "embed", self.layer_norm_eps, self.dtype,
+                         self.param_dtype, name="transform_norm")(x)
     decoder = word_embeddings.T.astype(self.dtype)  # [embedding width, vocab]
     if self.extra_rows:
       extra = self.param("decoder_extra",
