@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "numpy>=2.0,<3",
     "absl-py>=2.1,<3",
     "tqdm>=4.66,<5",
+    "tensorboardX>=2.6,<3",  # TensorBoard event files without TensorFlow
 ]
 
 EXTRAS_REQUIRE = {

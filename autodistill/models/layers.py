@@ -150,6 +150,9 @@ class SelfAttention(nn.Module):
     q = proj((self.query_axis, "heads", "kv"), name="query")(query_in)
     k = proj((self.query_axis, "heads", "kv"), name="key")(key_in)
     v = proj((self.value_axis, "heads", "kv"), name="value")(value_in)
+    # Read by MiniLM-style relation distillation (apply with mutable=["intermediates"]); a no-op
+    # otherwise.
+    self.sow("intermediates", "qkv", (q, k, v))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
     scores = scores * (self.head_size ** -0.5)
     scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)

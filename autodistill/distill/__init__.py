@@ -1,0 +1,52 @@
+"""Distillation: losses (eqs. 1-3, MiniLM relations), student initialisation, LAMB, the one
+trainer, Flash/Regular Distillation and teacher preparation (paper section 3.3)."""
+
+from autodistill.distill.distillation import (
+    PRESETS,
+    DistillConfig,
+    DistillResult,
+    Preset,
+    StepPlan,
+    distill,
+    distillation_phases,
+    flash_distill,
+    initial_params,
+    load_distilled,
+    regular_distill,
+    step_plan,
+)
+from autodistill.distill.evaluation import (
+    chance_mlm_accuracy,
+    evaluate_pretraining,
+    make_pretraining_evaluator,
+)
+from autodistill.distill.initialization import (
+    RESAMPLERS,
+    FeatureProjections,
+    init_student_from_teacher,
+    layer_mapping,
+    resampling_map,
+)
+from autodistill.distill.losses import (
+    ATTENTION_LOSSES,
+    attention_kl,
+    attention_relation_kl,
+    feature_map_mse,
+    match_heads,
+    mlm_distill_loss,
+    mlm_loss,
+    nsp_loss,
+    pretraining_distill_loss,
+)
+from autodistill.distill.metrics import MetricWriter, read_metrics
+from autodistill.distill.optim import OptimizerConfig, freeze_labels, make_optimizer
+from autodistill.distill.teacher import PreparedTeacher, prepare_teacher, pretrain_teacher
+from autodistill.distill.trainer import (
+    IncompatibleWorkdirError,
+    NonFiniteLossError,
+    Phase,
+    RunResult,
+    TrainState,
+    make_train_step,
+    run_phases,
+)

@@ -1,0 +1,428 @@
+"""Flash and Regular Distillation (paper sections 3.3 and 4.1) on the one trainer.
+
+:func:`distill` grows a student from a teacher:
+
+1. **Initialisation** (section 3.3.2): random blocks; the embedding layer copied from the teacher
+   and resampled to the student's widths (:mod:`autodistill.distill.initialization`); a learned
+   projection per block where the student's hidden size differs from the teacher's.
+2. **Progressive knowledge transfer** (section 3.3.3): K stages; stage k trains block k and its
+   projection on ``mha_weight · L_MHA^k + fm_weight · L_FM^k`` (eqs. 1-2, or MiniLM relations)
+   against the teacher layer mapped to block k, with the embedding and every other block frozen.
+3. **Pre-training distillation**: every student parameter trains on L_D (eq. 3).
+
+The teacher runs forward only, inside each step, on its own parameters passed as an argument and
+under ``stop_gradient``. The held-out MLM and NSP accuracy at the end (and at step 0, and after
+progressive transfer) is what the search optimises.
+
+Presets follow section 4.1: ``flash`` is 25k pre-training-distillation steps with 500 warm-up and
+a progressive:pre-training step ratio of 0.48 (24 blocks x 500 = 12k), batch 2048; ``regular`` is
+500k steps with 10k warm-up at the same ratio (24 x 10k = 240k). ``scale`` multiplies every step
+count (keeping the ratios) so the same recipe fits a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from autodistill import sharding
+from autodistill.distill import losses
+from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.distill.initialization import (FeatureProjections, init_projections,
+                                                init_student_from_teacher, layer_mapping)
+from autodistill.distill.optim import OptimizerConfig
+from autodistill.distill.trainer import Phase, RunResult, place, run_phases
+from autodistill.models import hf
+from autodistill.models.configs import BertConfig, StudentConfig
+from autodistill.models.student import StudentEncoder, StudentForPreTraining
+from autodistill.models.teacher import BertEncoder, BertForPreTraining
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """A distillation schedule of the paper (section 4.1), before scaling."""
+
+  pretrain_steps: int
+  warmup_steps: int
+  progressive_ratio: float
+  batch_size: int
+
+
+PRESETS: dict[str, Preset] = {
+    # 24 blocks x 500 steps = 12k progressive, 25k pre-training distillation, 500 warm-up.
+    "flash": Preset(pretrain_steps=25_000, warmup_steps=500, progressive_ratio=0.48,
+                    batch_size=2048),
+    # 24 blocks x 10k steps = 240k progressive, 500k pre-training distillation, 10k warm-up.
+    "regular": Preset(pretrain_steps=500_000, warmup_steps=10_000, progressive_ratio=0.48,
+                      batch_size=2048),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+  """Step counts of one distillation run."""
+
+  num_blocks: int
+  steps_per_block: int
+  pretrain_steps: int
+  warmup_steps: int
+
+  @property
+  def progressive_steps(self) -> int:
+    return self.num_blocks * self.steps_per_block
+
+  @property
+  def total_steps(self) -> int:
+    return self.progressive_steps + self.pretrain_steps
+
+
+def step_plan(preset: str, num_blocks: int, scale: float = 1.0, *,
+              steps_per_block: Optional[int] = None, pretrain_steps: Optional[int] = None,
+              warmup_steps: Optional[int] = None) -> StepPlan:
+  """The steps of a preset for a student of ``num_blocks`` blocks, scaled by ``scale``.
+
+  The paper fixes the ratio of progressive to pre-training-distillation steps (0.48, section
+  4.7), so a student with K blocks gets ``round(0.48 · pretrain_steps / K)`` steps per block:
+  500 for the paper's 24 blocks. Explicit counts override the preset (and are not scaled).
+
+  Raises:
+    ValueError: unknown preset or non-positive scale.
+  """
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+  if scale <= 0:
+    raise ValueError(f"scale must be positive, got {scale}.")
+  p = PRESETS[preset]
+  pretrain = pretrain_steps if pretrain_steps is not None else max(1, round(p.pretrain_steps * scale))
+  warmup = warmup_steps if warmup_steps is not None else round(p.warmup_steps * scale)
+  per_block = (steps_per_block if steps_per_block is not None
+               else max(1, round(p.progressive_ratio * round(p.pretrain_steps * scale) / num_blocks)))
+  return StepPlan(num_blocks=num_blocks, steps_per_block=per_block, pretrain_steps=pretrain,
+                  warmup_steps=min(warmup, pretrain))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+  """Everything :func:`distill` needs besides the models and the data.
+
+  Attributes:
+    preset: "flash" or "regular" (section 4.1).
+    scale: multiplies the preset's step counts (e.g. 0.01 on a CPU).
+    steps_per_block, pretrain_steps, warmup_steps: explicit overrides of the preset.
+    progressive: run progressive transfer before pre-training distillation (the paper: yes).
+    optimizer: LAMB settings; warm-up comes from the plan for pre-training distillation, and
+      each progressive stage warms up over its first 10% of steps.
+    alpha: weight of the hard MLM loss in eq. 3 (MobileBERT: 0.5).
+    temperature: softmax temperature of the MLM distillation term.
+    attention_loss: "kl" (eq. 1) or "relation" (MiniLM-v2 Q/K/V relations).
+    relation_heads: relation heads for "relation" (None: the largest count <= 12 dividing both
+      attention widths).
+    mha_weight, fm_weight: weights of L_MHA and L_FM in progressive stages.
+    layer_mapping: teacher layer (1-based) per student block; None = uniform.
+    embedding_init: "pca", "linear" or "truncate" (see initialization).
+    dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32.
+    seed: initialisation and dropout seed.
+    mesh_shape: (data, model) mesh shape; -1 takes the remaining devices.
+    checkpoint_every, log_every, keep_checkpoints: persistence and logging.
+    eval_at_start: evaluate the initialised student before training (the step-0 baseline).
+    progress: show progress bars.
+  """
+
+  preset: str = "flash"
+  scale: float = 1.0
+  steps_per_block: Optional[int] = None
+  pretrain_steps: Optional[int] = None
+  warmup_steps: Optional[int] = None
+  progressive: bool = True
+  optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3, weight_decay=0.01)
+  alpha: float = 0.5
+  temperature: float = 1.0
+  attention_loss: str = "kl"
+  relation_heads: Optional[int] = None
+  mha_weight: float = 1.0
+  fm_weight: float = 1.0
+  layer_mapping: Optional[tuple[int, ...]] = None
+  embedding_init: str = "pca"
+  dtype: str = "float32"
+  seed: int = 0
+  mesh_shape: tuple[int, int] = (-1, 1)
+  checkpoint_every: int = 500
+  log_every: int = 50
+  keep_checkpoints: int = 2
+  eval_at_start: bool = True
+  progress: bool = True
+
+  def __post_init__(self):
+    if self.attention_loss not in losses.ATTENTION_LOSSES:
+      raise ValueError(f"unknown attention_loss {self.attention_loss!r}; choose one of "
+                       f"{sorted(losses.ATTENTION_LOSSES)}.")
+    if not 0.0 <= self.alpha <= 1.0:
+      raise ValueError(f"alpha must be in [0, 1] (eq. 3), got {self.alpha}.")
+    if self.temperature <= 0:
+      raise ValueError(f"temperature must be positive, got {self.temperature}.")
+    if isinstance(self.optimizer, dict):
+      object.__setattr__(self, "optimizer", OptimizerConfig(**self.optimizer))
+    step_plan(self.preset, 1, self.scale)  # validates preset and scale
+
+  def replace(self, **changes) -> "DistillConfig":
+    return dataclasses.replace(self, **changes)
+
+  def plan(self, num_blocks: int) -> StepPlan:
+    return step_plan(self.preset, num_blocks, self.scale, steps_per_block=self.steps_per_block,
+                     pretrain_steps=self.pretrain_steps, warmup_steps=self.warmup_steps)
+
+
+@dataclasses.dataclass
+class DistillResult:
+  """A distilled student: its parameters and held-out accuracy by phase."""
+
+  student: StudentConfig
+  params: Params
+  evals: dict[str, dict[str, float]]
+  plan: StepPlan
+  workdir: pathlib.Path
+  seconds: float
+  resumed_from: Optional[int] = None
+
+  @property
+  def final(self) -> dict[str, float]:
+    return self.evals.get("pretraining_distillation", {})
+
+  @property
+  def mlm_accuracy(self) -> float:
+    return self.final.get("mlm_accuracy", float("nan"))
+
+  @property
+  def nsp_accuracy(self) -> float:
+    return self.final.get("nsp_accuracy", float("nan"))
+
+
+def _relation_heads(config: DistillConfig, teacher: BertConfig, student: StudentConfig) -> int:
+  if config.relation_heads is not None:
+    return config.relation_heads
+  widths = math.gcd(teacher.num_heads * teacher.head_size, student.num_heads * student.head_size)
+  return max(r for r in range(1, 13) if widths % r == 0)
+
+
+def _qkv(intermediates: Params, layer: str) -> tuple[jax.Array, ...]:
+  return intermediates["intermediates"][layer]["attention"]["qkv"][0]
+
+
+def _check_teacher(teacher: Any) -> None:
+  missing = [c for c in ("mlm_head", "nsp_head") if c not in teacher.params]
+  if missing or "pooler" not in teacher.params.get("encoder", {}):
+    raise ValueError(
+        f"the teacher lacks {', '.join(missing) or 'a pooler'}; pre-training distillation (eq. 3) "
+        "needs its MLM and NSP heads. Fit them first with autodistill.distill.prepare_teacher "
+        "(the MiniLM teacher ships without heads).")
+
+
+def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
+                        config: DistillConfig, teacher_shardings: Any = None) -> list[Phase]:
+  """The phases of :func:`distill`: K progressive stages, then pre-training distillation."""
+  dtype = jnp.dtype(config.dtype)
+  plan = config.plan(student.num_blocks)
+  mapping = layer_mapping(student.num_blocks, teacher_config.num_layers, config.layer_mapping)
+  s_encoder = StudentEncoder(student, dtype=dtype)
+  t_encoder = BertEncoder(teacher_config, dtype=dtype)
+  s_model = StudentForPreTraining(student, dtype=dtype)
+  t_model = BertForPreTraining(teacher_config, dtype=dtype)
+  projections = FeatureProjections(student.hidden_size, teacher_config.hidden_size,
+                                   student.num_blocks)
+  relation = config.attention_loss == "relation"
+  relation_heads = _relation_heads(config, teacher_config, student) if relation else 0
+  mutable = ["intermediates"] if relation else False
+
+  def inputs(batch):
+    return batch["input_ids"], batch["segment_ids"], batch["input_mask"]
+
+  def stage_loss(k: int):
+    layer = mapping[k]
+
+    def loss_fn(params, batch, rng, teacher):
+      ids, segments, mask = inputs(batch)
+      t_out = t_encoder.apply({"params": teacher["encoder"]}, ids, segments, mask,
+                              mutable=mutable)
+      s_out = s_encoder.apply({"params": params["student"]["encoder"]}, ids, segments, mask,
+                              deterministic=False, rngs={"dropout": rng}, mutable=mutable)
+      if relation:
+        (t_out, t_vars), (s_out, s_vars) = t_out, s_out
+        mha = losses.attention_relation_kl(
+            jax.lax.stop_gradient(_qkv(t_vars, f"layer_{layer - 1}")),
+            _qkv(s_vars, f"block_{k}"), mask, relation_heads)
+      else:
+        mha = losses.attention_kl(jax.lax.stop_gradient(t_out.attentions[layer - 1]),
+                                  s_out.attentions[k], mask)
+      features = s_out.hidden_states[k + 1]
+      if projections.needed:
+        features = projections.apply({"params": params["projections"]}, features, k)
+      fm = losses.feature_map_mse(jax.lax.stop_gradient(t_out.hidden_states[layer]), features,
+                                  mask)
+      return config.mha_weight * mha + config.fm_weight * fm, {"mha": mha, "fm": fm}
+
+    return loss_fn
+
+  def pretraining_loss(params, batch, rng, teacher):
+    ids, segments, mask = inputs(batch)
+    positions = batch["masked_lm_positions"]
+    t_out = t_model.apply({"params": teacher}, ids, segments, mask, masked_positions=positions)
+    s_out = s_model.apply({"params": params["student"]}, ids, segments, mask,
+                          masked_positions=positions, deterministic=False, rngs={"dropout": rng})
+    terms = losses.pretraining_distill_loss(
+        s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
+        alpha=config.alpha, temperature=config.temperature)
+    loss = terms.pop("loss")
+    return loss, terms
+
+  phases = []
+  if config.progressive:
+    stage_opt = config.optimizer.replace(warmup_steps=plan.steps_per_block // 10)
+    for k in range(student.num_blocks):
+      def trainable(path, k=k):
+        return (path[:3] == ("student", "encoder", f"block_{k}")
+                or path[:2] == ("projections", f"block_{k}"))
+      # Held-out accuracy is measured after the last stage, not after every block.
+      phases.append(Phase(f"progressive/block_{k}", plan.steps_per_block, stage_loss(k),
+                          stage_opt, trainable, context=teacher_params,
+                          context_shardings=teacher_shardings,
+                          evaluate=k == student.num_blocks - 1))
+  phases.append(Phase("pretraining_distillation", plan.pretrain_steps, pretraining_loss,
+                      config.optimizer.replace(warmup_steps=plan.warmup_steps),
+                      lambda path: path[0] == "student", context=teacher_params,
+                      context_shardings=teacher_shardings))
+  return phases
+
+
+def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
+                   config: DistillConfig) -> Params:
+  """``{"student": ..., "projections": ...}`` initialised from the teacher (section 3.3.2)."""
+  rng = jax.random.PRNGKey(config.seed)
+  student_params = hf.init_params(student, jax.random.fold_in(rng, 0))
+  student_params, m_h = init_student_from_teacher(student, student_params, teacher_config,
+                                                  teacher_params, config.embedding_init)
+  projections = FeatureProjections(student.hidden_size, teacher_config.hidden_size,
+                                   student.num_blocks)
+  return {"student": student_params,
+          "projections": init_projections(projections, jax.random.fold_in(rng, 1), m_h)}
+
+
+def _model_shardings(model: Any, mesh: jax.sharding.Mesh, rules: Sequence) -> Params:
+  specs = sharding.logical_specs(model, jnp.zeros((1, 8), jnp.int32))
+  return sharding.param_shardings(specs, mesh, rules)
+
+
+def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,
+            workdir: str | os.PathLike, config: DistillConfig = DistillConfig(), *,
+            mesh: Optional[jax.sharding.Mesh] = None,
+            rules: Sequence = sharding.DEFAULT_LOGICAL_AXIS_RULES,
+            log: Callable[[str], None] = print) -> DistillResult:
+  """Distils ``student`` from ``teacher`` by the paper's recipe; resumes from ``workdir``.
+
+  Args:
+    student: the architecture (a :class:`StudentConfig` or a name like
+      ``"Model_512_128_4_512_4"``).
+    teacher: anything with ``.config`` (:class:`BertConfig`) and ``.params`` with MLM and NSP
+      heads, e.g. the :class:`~autodistill.models.hf.Checkpoint` from
+      :func:`~autodistill.distill.prepare_teacher`.
+    train_data, eval_data: :class:`~autodistill.data.PretrainingData` pipelines (the batch size is
+      the pipeline's; the presets' 2048 is the paper's).
+    workdir: checkpoints, metrics, ``result.json`` and the final ``student/`` parameters.
+    config: the recipe.
+    mesh: device mesh (default: ``config.mesh_shape`` over all devices).
+    rules: logical-axis rules mapping parameters onto the mesh.
+    log: progress messages.
+
+  Returns:
+    A :class:`DistillResult` with held-out MLM/NSP accuracy at step 0 (``"init"``), after
+    progressive transfer and after pre-training distillation.
+
+  Raises:
+    ValueError: the teacher has no heads, or the student's vocabulary differs from the teacher's.
+    NonFiniteLossError: a loss became NaN/inf (the search marks such a trial infeasible).
+  """
+  if isinstance(student, str):
+    student = StudentConfig.from_name(student)
+  _check_teacher(teacher)
+  workdir = pathlib.Path(workdir)
+  mesh = mesh or sharding.make_mesh(config.mesh_shape)
+  dtype = jnp.dtype(config.dtype)
+  plan = config.plan(student.num_blocks)
+  log(f"distilling {student.name} from a {teacher.config.num_layers}-layer teacher: "
+      f"{plan.num_blocks} x {plan.steps_per_block} progressive + {plan.pretrain_steps} "
+      f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
+      f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}")
+
+  teacher_sh = _model_shardings(BertForPreTraining(teacher.config), mesh, rules)
+  teacher_params = place(teacher.params, teacher_sh)
+  student_model = StudentForPreTraining(student, dtype=dtype)
+  params = initial_params(student, teacher.config, teacher.params, config)
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  param_sh = {"student": _model_shardings(StudentForPreTraining(student), mesh, rules),
+              "projections": jax.tree.map(lambda _: rep, params["projections"])}
+  phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh)
+
+  def apply_fn(p, ids, segments, mask, positions):
+    return student_model.apply({"params": p["student"]}, ids, segments, mask,
+                               masked_positions=positions)
+
+  evaluator = make_pretraining_evaluator(apply_fn, eval_data, mesh, param_sh)
+  result: RunResult = run_phases(
+      phases, params, param_shardings=param_sh, mesh=mesh, train_data=train_data,
+      workdir=workdir, seed=config.seed, eval_fn=evaluator, eval_at_start=config.eval_at_start,
+      checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+      keep_checkpoints=config.keep_checkpoints, progress=config.progress, log=log)
+  student_params = result.params["student"]
+  _save_student(workdir, student, student_params, result, plan, config)
+  return DistillResult(student=student, params=student_params, evals=result.evals, plan=plan,
+                       workdir=workdir, seconds=result.seconds, resumed_from=result.resumed_from)
+
+
+def _save_student(workdir: pathlib.Path, student: StudentConfig, params: Params,
+                  result: RunResult, plan: StepPlan, config: DistillConfig) -> None:
+  target = workdir / "student"
+  if not target.exists():
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(target.absolute(), params)
+  summary = {
+      "student": student.name, "student_config": dataclasses.asdict(student),
+      "evals": result.evals, "plan": dataclasses.asdict(plan), "seconds": result.seconds,
+      "global_step": result.global_step, "preset": config.preset, "scale": config.scale,
+  }
+  tmp = workdir / "result.json.tmp"
+  tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+  os.replace(tmp, workdir / "result.json")
+
+
+def load_distilled(workdir: str | os.PathLike) -> tuple[StudentConfig, Params, dict[str, Any]]:
+  """(config, parameters, result summary) of a finished :func:`distill` run's workdir."""
+  workdir = pathlib.Path(workdir)
+  summary = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
+  config = StudentConfig.from_dict(summary["student_config"])
+  with ocp.StandardCheckpointer() as checkpointer:
+    params = checkpointer.restore((workdir / "student").absolute())
+  return config, params, summary
+
+
+def flash_distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,
+                  workdir: str | os.PathLike, scale: float = 1.0, **overrides) -> DistillResult:
+  """:func:`distill` with the ``flash`` preset (12k + 25k steps at scale 1 for 24 blocks)."""
+  config = DistillConfig(preset="flash", scale=scale, **overrides)
+  return distill(student, teacher, train_data, eval_data, workdir, config)
+
+
+def regular_distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,
+                    workdir: str | os.PathLike, scale: float = 1.0, **overrides) -> DistillResult:
+  """:func:`distill` with the ``regular`` preset (240k + 500k steps at scale 1 for 24 blocks)."""
+  config = DistillConfig(preset="regular", scale=scale, **overrides)
+  return distill(student, teacher, train_data, eval_data, workdir, config)

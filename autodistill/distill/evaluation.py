@@ -1,0 +1,96 @@
+"""Held-out pre-training accuracy: the accuracy objective of the search (paper sections 3.1, 4.1).
+
+MLM accuracy is the fraction of real masked positions whose arg-max prediction is the original
+token; NSP accuracy is over real examples. Both are computed over one full pass of the held-out
+split, with padded predictions and padded examples excluded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from autodistill.distill import losses
+from autodistill.distill.trainer import batch_shardings, replicated
+
+Params = Any
+
+
+def pretraining_eval_step(apply_fn: Callable[..., Any]) -> Callable[..., dict[str, jax.Array]]:
+  """Sums of correct predictions and losses for one batch, for a pre-training model.
+
+  ``apply_fn(params, input_ids, token_type_ids, attention_mask, masked_positions)`` must return a
+  :class:`~autodistill.models.layers.ModelOutput` with MLM and NSP logits.
+  """
+
+  def step(params, batch):
+    out = apply_fn(params, batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+                   batch["masked_lm_positions"])
+    w = batch["masked_lm_weights"].astype(jnp.float32)
+    ex = batch["example_mask"].astype(jnp.float32)
+    mlm_hit = (jnp.argmax(out.mlm_logits, -1) == batch["masked_lm_ids"]).astype(jnp.float32)
+    nsp_hit = (jnp.argmax(out.nsp_logits, -1) == batch["next_sentence_labels"]).astype(jnp.float32)
+    return {
+        "mlm_correct": jnp.sum(mlm_hit * w), "mlm_count": jnp.sum(w),
+        "mlm_loss_sum": losses.mlm_loss(out.mlm_logits, batch["masked_lm_ids"], w) * jnp.sum(w),
+        "nsp_correct": jnp.sum(nsp_hit * ex), "nsp_count": jnp.sum(ex),
+        "nsp_loss_sum": losses.nsp_loss(out.nsp_logits, batch["next_sentence_labels"], ex)
+                        * jnp.sum(ex),
+    }
+
+  return step
+
+
+def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mesh: Mesh,
+                               param_shardings: Any = None,
+                               data_axis: str = "data") -> Callable[[Params], dict[str, float]]:
+  """``evaluate(params) -> {"mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss", "examples"}``.
+
+  The step is jitted once; every call makes one full pass over ``eval_data`` from its start.
+  """
+  step = jax.jit(pretraining_eval_step(apply_fn),
+                 in_shardings=(param_shardings, batch_shardings(mesh, data_axis)),
+                 out_shardings=replicated(mesh))
+
+  def evaluate(params: Params) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    eval_data.reset()
+    for batch in eval_data.device_batches(mesh, data_axis):
+      for k, v in jax.device_get(step(params, batch)).items():
+        totals[k] = totals.get(k, 0.0) + float(v)
+    eval_data.reset()
+    if not totals or totals["mlm_count"] == 0:
+      raise ValueError("the evaluation split produced no masked predictions; raise "
+                       "eval_fraction or check the corpus.")
+    return {
+        "mlm_accuracy": totals["mlm_correct"] / totals["mlm_count"],
+        "nsp_accuracy": totals["nsp_correct"] / max(totals["nsp_count"], 1.0),
+        "mlm_loss": totals["mlm_loss_sum"] / totals["mlm_count"],
+        "nsp_loss": totals["nsp_loss_sum"] / max(totals["nsp_count"], 1.0),
+        "examples": float(totals["nsp_count"]),
+    }
+
+  return evaluate
+
+
+def evaluate_pretraining(apply_fn: Callable[..., Any], params: Params, eval_data: Any,
+                         mesh: Mesh) -> dict[str, float]:
+  """One-off evaluation (see :func:`make_pretraining_evaluator`)."""
+  return make_pretraining_evaluator(apply_fn, eval_data, mesh)(params)
+
+
+def chance_mlm_accuracy(eval_data: Any) -> float:
+  """The accuracy of always predicting the most frequent masked token of the split (a baseline)."""
+  counts: dict[int, float] = {}
+  eval_data.reset()
+  for batch in eval_data:
+    for token, w in zip(batch["masked_lm_ids"].ravel(), batch["masked_lm_weights"].ravel()):
+      if w:
+        counts[int(token)] = counts.get(int(token), 0.0) + 1.0
+  eval_data.reset()
+  total = sum(counts.values())
+  return max(counts.values()) / total if total else float(np.nan)

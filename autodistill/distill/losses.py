@@ -1,0 +1,226 @@
+"""Distillation losses of AutoDistill (paper section 3.3.1, eqs. 1-3) and MiniLM relations.
+
+Every loss is a small pure function of arrays. Masks are explicit: ``token_mask`` [batch, seq]
+is 1 on real tokens and 0 on padding, ``weights`` [batch, predictions] is 1 on real masked-LM
+predictions, ``example_mask`` [batch] is 1 on real examples (the pipeline pads a final partial
+batch with masked-out rows). Padding never contributes to a loss: padded query rows are dropped
+from the averages, and padded keys carry zero probability in both distributions.
+
+All reductions run in float32 whatever the compute dtype. Teacher inputs are wrapped in
+``jax.lax.stop_gradient`` here as well as in the caller, so no loss can leak a gradient into
+the teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# Probabilities below this are treated as this when taking the student's log: the student's
+# softmax can underflow to exactly 0 on a masked key, where the teacher's probability is also 0.
+_LOG_FLOOR = 1e-30
+
+
+def _safe_mean(total: Array, count: Array) -> Array:
+  return total / jnp.maximum(count, 1.0)
+
+
+def _kl_rows(p: Array, q: Array) -> Array:
+  """KL(p || q) over the last axis, with 0 log 0 = 0."""
+  p = p.astype(jnp.float32)
+  log_q = jnp.log(jnp.maximum(q.astype(jnp.float32), _LOG_FLOOR))
+  return jnp.sum(jax.scipy.special.xlogy(p, p) - p * log_q, axis=-1)
+
+
+def group_heads(probs: Array, num_groups: int) -> Array:
+  """Averages attention maps [batch, heads, S, S] over ``num_groups`` contiguous head groups.
+
+  A mean of attention distributions is itself a distribution, so grouped maps can be compared
+  with KL. With ``num_groups`` = 1 this is the head-averaged map.
+  """
+  b, h, s, t = probs.shape
+  if h % num_groups:
+    raise ValueError(f"cannot group {h} attention heads into {num_groups} groups.")
+  return probs.reshape(b, num_groups, h // num_groups, s, t).mean(axis=2)
+
+
+def match_heads(teacher_probs: Array, student_probs: Array) -> tuple[Array, Array]:
+  """Maps teacher and student attention maps onto a common number of heads.
+
+  * equal head counts: unchanged (eq. 1 as written);
+  * one count divides the other: the side with more heads is averaged over contiguous groups,
+    so each compared map is a mixture of the heads it stands for (e.g. a 12-head teacher and a
+    4-head student compare 4 maps, each the mean of 3 teacher heads);
+  * otherwise: both sides are averaged over all heads (one head-averaged map each).
+  """
+  ht, hs = teacher_probs.shape[1], student_probs.shape[1]
+  if ht == hs:
+    return teacher_probs, student_probs
+  if ht % hs == 0:
+    return group_heads(teacher_probs, hs), student_probs
+  if hs % ht == 0:
+    return teacher_probs, group_heads(student_probs, ht)
+  return group_heads(teacher_probs, 1), group_heads(student_probs, 1)
+
+
+def attention_kl(teacher_probs: Array, student_probs: Array, token_mask: Array) -> Array:
+  """Eq. 1, L_MHA^k = 1/(S H) sum_s sum_h KL(a^T_{s,h} || a^S_{s,h}), for one block.
+
+  Args:
+    teacher_probs: [batch, teacher heads, S, S] teacher attention probabilities of the layer
+      mapped to this block.
+    student_probs: [batch, student heads, S, S] the block's attention probabilities.
+    token_mask: [batch, S], 1 on real tokens.
+
+  Returns:
+    The KL averaged over real query positions, heads and the batch. Head counts that differ are
+    matched by :func:`match_heads`.
+  """
+  teacher_probs, student_probs = match_heads(jax.lax.stop_gradient(teacher_probs), student_probs)
+  kl = _kl_rows(teacher_probs, student_probs)  # [batch, heads, S]
+  rows = token_mask.astype(jnp.float32)[:, None, :] * jnp.ones_like(kl)
+  return _safe_mean(jnp.sum(kl * rows), jnp.sum(rows))
+
+
+def feature_map_mse(teacher_features: Array, student_features: Array, token_mask: Array) -> Array:
+  """Eq. 2, L_FM^k = 1/(S N) sum_s sum_i (f^T_{s,i} - f^S_{s,i})^2, for one block.
+
+  ``student_features`` must already have the teacher's width N: where the widths differ, the
+  caller applies the learned projection of section 3.3.2 (:class:`FeatureProjections`) first.
+  The mean runs over real positions, features and the batch.
+  """
+  if teacher_features.shape != student_features.shape:
+    raise ValueError(f"feature maps differ in shape: teacher {teacher_features.shape}, student "
+                     f"{student_features.shape}; project the student's features to the "
+                     "teacher's width first (section 3.3.2).")
+  diff = (jax.lax.stop_gradient(teacher_features).astype(jnp.float32)
+          - student_features.astype(jnp.float32))
+  mask = token_mask.astype(jnp.float32)
+  return _safe_mean(jnp.sum(jnp.square(diff) * mask[..., None]),
+                    jnp.sum(mask) * diff.shape[-1])
+
+
+def mlm_loss(logits: Array, labels: Array, weights: Array) -> Array:
+  """L_M: cross-entropy of the masked-LM predictions, averaged over real predictions.
+
+  Args:
+    logits: [batch, predictions, vocab] (logits at the masked positions).
+    labels: [batch, predictions] original token ids.
+    weights: [batch, predictions], 1 on real predictions.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  w = weights.astype(jnp.float32)
+  return _safe_mean(jnp.sum(nll * w), jnp.sum(w))
+
+
+def mlm_distill_loss(student_logits: Array, teacher_logits: Array, weights: Array,
+                     temperature: float = 1.0) -> Array:
+  """L_MD: KL(softmax(z^T/τ) || softmax(z^S/τ)) · τ² at the masked positions (Hinton et al.).
+
+  The τ² factor keeps gradient magnitudes comparable across temperatures. Averaged over real
+  predictions.
+  """
+  t = jnp.float32(temperature)
+  p = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits).astype(jnp.float32) / t, axis=-1)
+  log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
+  kl = jnp.sum(jax.scipy.special.xlogy(p, p) - p * log_q, axis=-1)
+  w = weights.astype(jnp.float32)
+  return _safe_mean(jnp.sum(kl * w), jnp.sum(w)) * t * t
+
+
+def nsp_loss(logits: Array, labels: Array, example_mask: Optional[Array] = None) -> Array:
+  """L_N: next-sentence-prediction cross-entropy, averaged over real examples."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  w = jnp.ones_like(nll) if example_mask is None else example_mask.astype(jnp.float32)
+  return _safe_mean(jnp.sum(nll * w), jnp.sum(w))
+
+
+def pretraining_distill_loss(student_mlm_logits: Array, teacher_mlm_logits: Array,
+                             student_nsp_logits: Array, batch: dict[str, Array], *,
+                             alpha: float, temperature: float = 1.0) -> dict[str, Array]:
+  """Eq. 3, L_D = α·L_M + (1 − α)·L_MD + L_N, on the masked positions.
+
+  Args:
+    student_mlm_logits, teacher_mlm_logits: [batch, predictions, vocab] at
+      ``batch["masked_lm_positions"]``.
+    student_nsp_logits: [batch, 2].
+    batch: the pipeline's features (``masked_lm_ids``, ``masked_lm_weights``,
+      ``next_sentence_labels``, ``example_mask``).
+    alpha: weight of the hard MLM loss, in [0, 1].
+    temperature: softmax temperature of L_MD.
+
+  Returns:
+    ``{"loss": L_D, "mlm": L_M, "mlm_distill": L_MD, "nsp": L_N}``.
+  """
+  weights = batch["masked_lm_weights"]
+  terms = {
+      "mlm": mlm_loss(student_mlm_logits, batch["masked_lm_ids"], weights),
+      "mlm_distill": mlm_distill_loss(student_mlm_logits, teacher_mlm_logits, weights,
+                                      temperature),
+      "nsp": nsp_loss(student_nsp_logits, batch["next_sentence_labels"],
+                      batch.get("example_mask")),
+  }
+  terms["loss"] = alpha * terms["mlm"] + (1.0 - alpha) * terms["mlm_distill"] + terms["nsp"]
+  return terms
+
+
+def relation_probs(x: Array, token_mask: Array, num_relation_heads: int) -> Array:
+  """MiniLM-v2 self-attention relations of one of Q, K or V.
+
+  ``x`` [batch, S, heads, head size] is concatenated over heads to [batch, S, A] and re-split
+  into ``num_relation_heads`` relation heads of width A / R; the relation of head r is
+  softmax(x_r x_r^T / sqrt(A / R)) over real keys. The relation-head count is independent of the
+  model's attention-head count, which is what lets a teacher and a student with different head
+  counts (and widths) be compared.
+  """
+  b, s = x.shape[:2]
+  flat = x.reshape(b, s, -1).astype(jnp.float32)
+  width = flat.shape[-1]
+  if width % num_relation_heads:
+    raise ValueError(f"attention width {width} is not divisible by {num_relation_heads} "
+                     "relation heads; choose a relation-head count that divides both the "
+                     "teacher's and the student's attention widths.")
+  d = width // num_relation_heads
+  heads = flat.reshape(b, s, num_relation_heads, d).transpose(0, 2, 1, 3)  # [b, R, S, d]
+  scores = jnp.einsum("brsd,brtd->brst", heads, heads) / jnp.sqrt(jnp.float32(d))
+  scores = jnp.where(token_mask.astype(bool)[:, None, None, :], scores,
+                     jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(scores, axis=-1)
+
+
+def attention_relation_kl(teacher_qkv: tuple[Array, Array, Array],
+                          student_qkv: tuple[Array, Array, Array], token_mask: Array,
+                          num_relation_heads: int) -> Array:
+  """MiniLM-v2 self-attention relation distillation (Wang et al. 2021), used by AutoDistil.
+
+  Sum over the Q-Q, K-K and V-V relations of KL(teacher relation || student relation), each
+  averaged over real query positions, relation heads and the batch. A selectable alternative to
+  eq. 1 (``attention_loss="relation"``) when teacher and student heads do not line up.
+
+  Args:
+    teacher_qkv, student_qkv: (query, key, value), each [batch, S, heads, head size].
+    token_mask: [batch, S].
+    num_relation_heads: relation heads R (MiniLM-v2 uses 12 for base-size, 16 for large).
+  """
+  mask = token_mask.astype(jnp.float32)
+  total = jnp.float32(0.0)
+  for t, st in zip(teacher_qkv, student_qkv):
+    pt = relation_probs(jax.lax.stop_gradient(t), token_mask, num_relation_heads)
+    ps = relation_probs(st, token_mask, num_relation_heads)
+    kl = _kl_rows(pt, ps)  # [b, R, S]
+    rows = mask[:, None, :] * jnp.ones_like(kl)
+    total = total + _safe_mean(jnp.sum(kl * rows), jnp.sum(rows))
+  return total
+
+
+# Attention-transfer losses by name (the config's ``attention_loss``).
+ATTENTION_LOSSES: dict[str, Callable[..., Array]] = {
+    "kl": attention_kl,
+    "relation": attention_relation_kl,
+}

