@@ -33,6 +33,10 @@ class OptimizerConfig:
     b1, b2, eps: Adam moment decays and epsilon (LAMB's defaults).
     weight_decay: decoupled weight decay; never applied to biases or normalisation parameters.
     clip_norm: global gradient-norm clip, or None.
+    exclude_from_layer_adaptation: biases and norm parameters skip LAMB's trust ratio (plain
+      Adam steps), as in the LAMB of BERT/MobileBERT pre-training; with False every leaf gets it,
+      exactly ``optax.lamb``. A zero-initialised bias under the trust ratio moves by a fraction
+      ``lr`` of its own (zero) norm per step, i.e. barely at all.
     mu_dtype: dtype of the first moment (e.g. "bfloat16" to halve it), None = parameter dtype.
     grad_accum_steps: micro-batches per step; the global batch is split and gradients summed
       before one update (same result as one big batch, less activation memory).
@@ -47,6 +51,7 @@ class OptimizerConfig:
   eps: float = 1e-6
   weight_decay: float = 0.01
   clip_norm: Optional[float] = 1.0
+  exclude_from_layer_adaptation: bool = True
   mu_dtype: Optional[str] = None
   grad_accum_steps: int = 1
 
@@ -101,13 +106,16 @@ def lamb(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTra
   """``optax.lamb``'s chain with a configurable first-moment dtype and the decay mask.
 
   Identical to ``optax.lamb(schedule, b1, b2, eps, weight_decay=..., mask=decay_mask)`` when
-  ``mu_dtype`` is None (tested).
+  ``mu_dtype`` is None and ``exclude_from_layer_adaptation`` is False (tested).
   """
+  trust_ratio = optax.scale_by_trust_ratio()
+  if config.exclude_from_layer_adaptation:
+    trust_ratio = optax.masked(trust_ratio, decay_mask)
   return optax.chain(
       optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps,
                           mu_dtype=None if config.mu_dtype is None else jnp.dtype(config.mu_dtype)),
       optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-      optax.scale_by_trust_ratio(),
+      trust_ratio,
       optax.scale_by_learning_rate(schedule),
   )
 

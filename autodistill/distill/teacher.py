@@ -30,7 +30,7 @@ from autodistill.models.configs import BertConfig
 from autodistill.models.teacher import BertForPreTraining
 
 Params = Any
-HEAD_FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-3, warmup_steps=50, weight_decay=0.0)
+HEAD_FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-2, warmup_steps=30, weight_decay=0.0)
 
 
 @dataclasses.dataclass

@@ -40,10 +40,11 @@ DECAYED = {"encoder/dense/kernel", "encoder/embed/embedding", "head/kernel"}
 
 
 def _np_lamb(params, grads_seq, lrs, *, b1=0.9, b2=0.999, eps=1e-6, wd=0.0, clip=None,
-             only=None):
+             only=None, adapt_all=False):
   """LAMB (You et al. 2020, Alg. 2) in float64 over flat dicts, with optional global-norm clip.
 
-  ``only`` restricts the update (and the clipping norm) to those leaves.
+  ``only`` restricts the update (and the clipping norm) to those leaves. The trust ratio applies
+  to the decayed leaves only (BERT's LAMB), or to every leaf with ``adapt_all`` (optax.lamb).
   """
   p = {k: v.astype(np.float64) for k, v in _flat(params).items() if only is None or k in only}
   mu = {k: np.zeros_like(v) for k, v in p.items()}
@@ -63,7 +64,7 @@ def _np_lamb(params, grads_seq, lrs, *, b1=0.9, b2=0.999, eps=1e-6, wd=0.0, clip
       if k in DECAYED:
         u = u + wd * p[k]
       pn, un = np.linalg.norm(p[k]), np.linalg.norm(u)
-      ratio = pn / un if pn > 0 and un > 0 else 1.0
+      ratio = pn / un if pn > 0 and un > 0 and (adapt_all or k in DECAYED) else 1.0
       updates[k] = -lrs[t - 1] * ratio * u
       p[k] = p[k] + updates[k]
     out.append(updates)
@@ -164,7 +165,8 @@ def test_decay_mask_spares_biases_and_scales():
 
 
 def test_lamb_equals_optax_lamb_and_numpy():
-  config = optim.OptimizerConfig(learning_rate=1e-2, weight_decay=0.1, clip_norm=None)
+  config = optim.OptimizerConfig(learning_rate=1e-2, weight_decay=0.1, clip_norm=None,
+                                 exclude_from_layer_adaptation=False)
   schedule = optim.learning_rate_schedule(config, 10)
   params = _params()
   grads_seq = [_grads(params, seed, scale) for seed, scale in [(1, 1.0), (2, 0.1), (3, 3.0)]]
@@ -174,7 +176,20 @@ def test_lamb_equals_optax_lamb_and_numpy():
   theirs, _ = _run(reference, params, grads_seq)
   _assert_updates_close(ours, theirs, rtol=1e-6, atol=1e-9)
   lrs = [1e-2 * (1 - t / 10) for t in range(3)]  # linear decay to 0 over 10 steps, no warm-up
+  _assert_updates_close(ours, _np_lamb(params, grads_seq, lrs, wd=0.1, adapt_all=True))
+
+
+def test_lamb_default_skips_trust_ratio_on_biases_and_norms():
+  config = optim.OptimizerConfig(learning_rate=1e-2, weight_decay=0.1, clip_norm=None)
+  schedule = optim.learning_rate_schedule(config, 10)
+  params = _params()
+  grads_seq = [_grads(params, seed, scale) for seed, scale in [(1, 1.0), (2, 0.1), (3, 3.0)]]
+  ours, _ = _run(optim.lamb(config, schedule), params, grads_seq)
+  lrs = [1e-2 * (1 - t / 10) for t in range(3)]
   _assert_updates_close(ours, _np_lamb(params, grads_seq, lrs, wd=0.1))
+  # It matters: with the trust ratio everywhere a bias moves differently.
+  everywhere = _np_lamb(params, grads_seq, lrs, wd=0.1, adapt_all=True)
+  assert not np.allclose(ours[0]["head/bias"], everywhere[0]["head/bias"], rtol=1e-2)
 
 
 def test_lamb_weight_decay_only_on_masked_leaves():

@@ -1,0 +1,179 @@
+"""Flash/Regular Distillation end to end on tiny models, presets, and teacher preparation."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from autodistill.distill import (PRESETS, DistillConfig, OptimizerConfig, distill, load_distilled,
+                                 prepare_teacher, read_metrics, step_plan)
+from autodistill.distill.teacher import PreparedTeacher
+from autodistill.models import StudentConfig
+
+from synthetic import tiny_data, tiny_student, tiny_teacher
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets (paper section 4.1)
+
+
+def test_flash_and_regular_presets_match_the_paper_for_24_blocks():
+  flash = step_plan("flash", 24)
+  assert (flash.steps_per_block, flash.progressive_steps, flash.pretrain_steps,
+          flash.warmup_steps) == (500, 12_000, 25_000, 500)
+  assert flash.total_steps == 37_000 and PRESETS["flash"].batch_size == 2048
+  regular = step_plan("regular", 24)
+  assert (regular.steps_per_block, regular.progressive_steps, regular.pretrain_steps,
+          regular.warmup_steps) == (10_000, 240_000, 500_000, 10_000)
+  assert flash.total_steps / regular.total_steps == pytest.approx(0.05, rel=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["flash", "regular"])
+@pytest.mark.parametrize("scale", [1.0, 0.1, 0.01])
+def test_scale_keeps_the_progressive_ratio(preset, scale):
+  for blocks in (24, 12, 4):
+    plan = step_plan(preset, blocks, scale)
+    assert plan.progressive_steps / plan.pretrain_steps == pytest.approx(0.48, rel=0.05)
+    assert plan.warmup_steps / plan.pretrain_steps == pytest.approx(
+        PRESETS[preset].warmup_steps / PRESETS[preset].pretrain_steps, rel=0.05)
+  assert step_plan(preset, 24, scale).pretrain_steps == round(
+      PRESETS[preset].pretrain_steps * scale)
+
+
+def test_explicit_steps_override_and_bad_settings_are_rejected():
+  plan = step_plan("flash", 4, 0.5, steps_per_block=7, pretrain_steps=11, warmup_steps=3)
+  assert (plan.steps_per_block, plan.pretrain_steps, plan.warmup_steps) == (7, 11, 3)
+  with pytest.raises(ValueError, match="unknown preset"):
+    step_plan("quick", 4)
+  with pytest.raises(ValueError, match="scale"):
+    DistillConfig(scale=0)
+  with pytest.raises(ValueError, match="attention_loss"):
+    DistillConfig(attention_loss="cosine")
+  with pytest.raises(ValueError, match="alpha"):
+    DistillConfig(alpha=1.5)
+  assert DistillConfig(optimizer={"learning_rate": 3e-3}).optimizer.learning_rate == 3e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on tiny models
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("distill")
+  _, train, evaluation = tiny_data(root / "data")
+  config = DistillConfig(steps_per_block=3, pretrain_steps=4, warmup_steps=1, log_every=1,
+                         progress=False)
+  messages = []
+  result = distill(tiny_student(), tiny_teacher(), train, evaluation, root / "work", config,
+                   log=messages.append)
+  return root / "work", result, messages
+
+
+def test_distill_reports_accuracy_at_start_after_progressive_and_at_the_end(tiny_run):
+  workdir, result, messages = tiny_run
+  assert list(result.evals) == ["init", "progressive/block_1", "pretraining_distillation"]
+  for metrics in result.evals.values():
+    assert 0.0 <= metrics["mlm_accuracy"] <= 1.0 and 0.0 <= metrics["nsp_accuracy"] <= 1.0
+    assert metrics["examples"] > 0
+  assert result.mlm_accuracy == result.evals["pretraining_distillation"]["mlm_accuracy"]
+  assert any("training" in m and "frozen" in m for m in messages)
+  summary = json.loads((workdir / "result.json").read_text())
+  assert summary["evals"] == json.loads(json.dumps(result.evals))
+  assert summary["plan"]["steps_per_block"] == 3
+
+
+def test_metrics_hold_every_loss_term_per_phase(tiny_run):
+  workdir, _, _ = tiny_run
+  records = [r for r in read_metrics(workdir) if "loss" in r]
+  stages = {r["phase"] for r in records}
+  assert stages == {"progressive/block_0", "progressive/block_1", "pretraining_distillation"}
+  for r in records:
+    keys = {"mha", "fm"} if r["phase"].startswith("progressive") else {"mlm", "mlm_distill", "nsp"}
+    assert keys | {"loss", "grad_norm", "param_norm", "learning_rate"} <= set(r)
+    assert all(np.isfinite(r[k]) for k in keys)
+  assert [r["step"] for r in records] == list(range(1, 11))
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_distilled_student_loads_back(tiny_run):
+  workdir, result, _ = tiny_run
+  config, params, summary = load_distilled(workdir)
+  assert config == result.student
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.device_get(result.params))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert summary["student"] == result.student.name
+
+
+def test_relation_distillation_with_mismatched_heads(tmp_path):
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  # Teacher: 4 heads x 8 wide; student: 3 heads, 16-wide attention (heads do not line up).
+  student = tiny_student(num_heads=3, bottleneck_size=18, num_blocks=1)
+  config = DistillConfig(steps_per_block=2, pretrain_steps=1, warmup_steps=0,
+                         attention_loss="relation", progress=False, eval_at_start=False)
+  result = distill(student, tiny_teacher(), train, evaluation, tmp_path / "w", config,
+                   log=lambda _: None)
+  records = [r for r in read_metrics(tmp_path / "w")
+             if r.get("phase") == "progressive/block_0" and "loss" in r]
+  assert records and all(np.isfinite(r["mha"]) and r["mha"] >= 0 for r in records)
+  assert np.isfinite(result.mlm_accuracy)
+
+
+def test_teacher_without_heads_and_vocab_mismatch_are_explained(tmp_path):
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  teacher = tiny_teacher()
+  headless = PreparedTeacher(teacher.config, {"encoder": teacher.params["encoder"]}, "x", (), {})
+  with pytest.raises(ValueError, match="prepare_teacher"):
+    distill(tiny_student(), headless, train, evaluation, tmp_path / "a", DistillConfig())
+  with pytest.raises(ValueError, match="vocab_size"):
+    distill(tiny_student(vocab_size=100), teacher, train, evaluation, tmp_path / "b",
+            DistillConfig(progress=False), log=lambda _: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher preparation with the real MiniLM teacher
+
+
+def test_minilm_heads_are_fitted_once_and_cached(minilm_dir, tmp_path):
+  from autodistill.data import ExampleConfig, TextFiles, WordPiece, pretraining_data
+  # English-ish text the MiniLM vocabulary covers: the synthetic corpus is made of novel words,
+  # so use plain sentences instead.
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  rng = np.random.default_rng(0)
+  words = ("the market rose as investors bought shares in the company while the team won the "
+           "match and the minister said the election would be held next year").split()
+  for d in range(40):
+    sentences = [" ".join(rng.choice(words, 12)).capitalize() + "." for _ in range(10)]
+    (docs / f"{d}.txt").write_text(" ".join(sentences))
+  tokenizer = WordPiece.from_path(minilm_dir)
+  train, evaluation = pretraining_data(TextFiles(docs), tokenizer, global_batch_size=8,
+                                       examples=ExampleConfig(max_seq_length=32,
+                                                              max_predictions_per_seq=5),
+                                       eval_fraction=0.1, seed=0)
+  optimizer = OptimizerConfig(learning_rate=1e-2, warmup_steps=2, weight_decay=0.0)
+  first = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=12,
+                          optimizer=optimizer, progress=False, log=lambda _: None)
+  assert first.fitted == ("mlm_head", "nsp_head") and not first.cached
+  assert {"mlm_head", "nsp_head"} <= set(first.params)
+  history = [r for r in read_metrics(next((tmp_path / "w" / "teacher").glob("fit-*")))
+             if "mlm" in r]
+  start = [r for r in read_metrics(next((tmp_path / "w" / "teacher").glob("fit-*")))
+           if r.get("phase") == "init"][0]
+  # Fitting helps: the held-out MLM loss falls from the random heads' value.
+  assert first.evals["mlm_loss"] < start["eval/mlm_loss"] - 0.5
+  assert history[-1]["mlm"] < history[0]["mlm"]
+  # The encoder is untouched: only the heads were trained.
+  from autodistill.models import hf
+  original = hf.load_bert(minilm_dir).params["encoder"]
+  for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(first.params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  second = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=12,
+                           optimizer=optimizer, progress=False, log=lambda _: None)
+  assert second.cached and second.evals == first.evals
+  for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0)
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    prepare_teacher(tmp_path / "nowhere", train, evaluation, tmp_path / "w")
+  assert StudentConfig.from_name("Model_128_64_2_256_2").vocab_size == first.config.vocab_size
