@@ -11,4 +11,14 @@ from autodistill.models import (
     StudentForPreTraining,
 )
 
+# `distill` itself stays in autodistill.distill: re-exporting it here would shadow the subpackage.
+from autodistill.distill import (
+    DistillConfig,
+    DistillResult,
+    OptimizerConfig,
+    flash_distill,
+    prepare_teacher,
+    regular_distill,
+)
+
 __version__ = "0.1.0"

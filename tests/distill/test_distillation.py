@@ -177,3 +177,19 @@ def test_minilm_heads_are_fitted_once_and_cached(minilm_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     prepare_teacher(tmp_path / "nowhere", train, evaluation, tmp_path / "w")
   assert StudentConfig.from_name("Model_128_64_2_256_2").vocab_size == first.config.vocab_size
+
+
+def test_pretrain_teacher_from_scratch_with_the_same_trainer(tmp_path):
+  from autodistill.distill import pretrain_teacher
+  from autodistill.models import hf
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  config = tiny_teacher().config
+  teacher = pretrain_teacher(config, train, evaluation, tmp_path / "w", steps=4,
+                             progress=False, log=lambda _: None)
+  assert set(teacher.evals) >= {"mlm_accuracy", "nsp_accuracy"}
+  reloaded = hf.load_bert(tmp_path / "w" / "teacher" / "pretrained")
+  assert reloaded.complete
+  for a, b in zip(jax.tree.leaves(reloaded.params), jax.tree.leaves(teacher.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  steps = [r["step"] for r in read_metrics(tmp_path / "w" / "teacher" / "pretrain") if "loss" in r]
+  assert steps and steps[-1] == 4
