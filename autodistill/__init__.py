@@ -20,5 +20,6 @@ from autodistill.distill import (
     prepare_teacher,
     regular_distill,
 )
+from autodistill.hardware import LatencyCache, measure_latency, measure_space
 
 __version__ = "0.1.0"

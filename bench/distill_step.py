@@ -151,7 +151,7 @@ def torch_step_fn(t, s, proj, mapping, student: StudentConfig):
     loss = total + ALPHA * mlm + (1 - ALPHA) * mlm_kd + nsp
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
   return step
 
