@@ -1,0 +1,250 @@
+"""The Pareto front of a search (paper section 3.5, Figure 4) and measures of its quality.
+
+A trial's *metric vector* holds one value per objective (e.g. MLM accuracy, latency). Vector
+``a`` *dominates* ``b`` when it is no worse in every objective and strictly better in at least
+one; the Pareto front is the set of feasible trials that no other feasible trial dominates.
+Identical vectors do not dominate each other, so repeated evaluations of one architecture (or
+two architectures that measure the same) are all on the front.
+
+Objectives are :class:`~autodistill.search.problem.Objective` instances or their names in
+:data:`~autodistill.search.problem.OBJECTIVES`. A missing (``None``) or NaN metric makes a vector
+incomplete: it neither dominates nor is dominated, and its trial is never on the front.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Hashable, Optional, Sequence, Union
+
+from autodistill.search.problem import DEFAULT_OBJECTIVES, Objective, get_objectives
+from autodistill.search.records import TrialRecord
+
+ObjectiveLike = Union[str, Objective]
+Vector = Sequence[Optional[float]]
+
+
+def as_objectives(objectives: Sequence[ObjectiveLike]) -> list[Objective]:
+  """:class:`Objective` instances of ``objectives`` (names are looked up in ``OBJECTIVES``).
+
+  Raises:
+    ValueError: no objective, an unknown name, or a repeated objective.
+  """
+  if isinstance(objectives, (str, Objective)):
+    objectives = [objectives]
+  objectives = list(objectives)
+  if all(isinstance(o, str) for o in objectives):
+    return get_objectives(objectives)
+  result = [o if isinstance(o, Objective) else get_objectives([o])[0] for o in objectives]
+  names = [o.name for o in result]
+  if len(set(names)) != len(names):
+    raise ValueError(f"objectives {names} repeat a name.")
+  return result
+
+
+def _complete(vector: Optional[Vector]) -> bool:
+  return vector is not None and all(
+      v is not None and not (isinstance(v, float) and math.isnan(v)) for v in vector)
+
+
+def dominates(a: Vector, b: Vector, objectives: Sequence[ObjectiveLike]) -> bool:
+  """True when metric vector ``a`` Pareto-dominates ``b`` under ``objectives``.
+
+  ``a`` dominates ``b`` when it is no worse in every objective and strictly better in at least
+  one. Incomplete vectors (``None``, or a ``None`` or NaN value) never dominate and are never
+  dominated.
+
+  Raises:
+    ValueError: a vector whose length differs from the number of objectives.
+  """
+  objectives = as_objectives(objectives)
+  if a is None or b is None:
+    return False
+  if len(a) != len(objectives) or len(b) != len(objectives):
+    raise ValueError(f"metric vectors {list(a)} and {list(b)} must have one value per objective "
+                     f"({[o.name for o in objectives]}).")
+  if not (_complete(a) and _complete(b)):
+    return False
+  strictly = False
+  for objective, x, y in zip(objectives, a, b):
+    if objective.better(y, x):
+      return False
+    strictly = strictly or objective.better(x, y)
+  return strictly
+
+
+def metric_vector(record: TrialRecord,
+                  objectives: Sequence[ObjectiveLike]) -> list[Optional[float]]:
+  """The record's value of each objective (``None`` where unknown)."""
+  return [record.metric(o.name) for o in as_objectives(objectives)]
+
+
+def feasible_records(records: Sequence[TrialRecord],
+                     objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES
+                     ) -> list[TrialRecord]:
+  """Records that are completed and have every objective metric (not None, not NaN).
+
+  A trial that repeats an earlier one (``repeat_of``: the designer suggested the same student
+  again and the search reused its result) is left out, so each student counts once.
+  """
+  objectives = as_objectives(objectives)
+  return [r for r in records if r.feasible and not r.repeat_of
+          and _complete(metric_vector(r, objectives))]
+
+
+def _plot_order(records: Sequence[TrialRecord], objectives: Sequence[Objective]
+                ) -> list[TrialRecord]:
+  """Sorted by the second objective ascending (the first with one objective), then the first
+  objective ascending, then trial id."""
+  x = objectives[1] if len(objectives) > 1 else objectives[0]
+  y = objectives[0]
+  return sorted(records, key=lambda r: (r.metric(x.name), r.metric(y.name), r.trial_id))
+
+
+def pareto_front(records: Sequence[TrialRecord],
+                 objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> list[TrialRecord]:
+  """The feasible records that no other feasible record dominates.
+
+  Feasible means completed with every objective metric known (see :func:`feasible_records`).
+  Records with identical metric vectors do not dominate each other, so all of them are kept.
+
+  Returns:
+    The front sorted for plotting: by the *second* objective's value ascending (e.g. latency,
+    the x-axis of :func:`autodistill.search.report.plot_search`), ties by the first objective's
+    value ascending, then by trial id. With a single objective, by its value ascending.
+  """
+  objectives = as_objectives(objectives)
+  candidates = feasible_records(records, objectives)
+  vectors = [metric_vector(r, objectives) for r in candidates]
+  front = [record for record, vector in zip(candidates, vectors)
+           if not any(dominates(other, vector, objectives) for other in vectors)]
+  return _plot_order(front, objectives)
+
+
+def baseline_record(records: Sequence[TrialRecord]) -> Optional[TrialRecord]:
+  """The baseline: the completed ``is_baseline`` record with the lowest trial id, or None."""
+  baselines = [r for r in records if r.is_baseline and r.feasible]
+  return min(baselines, key=lambda r: r.trial_id) if baselines else None
+
+
+def dominating_baseline(records: Sequence[TrialRecord],
+                        objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES
+                        ) -> list[TrialRecord]:
+  """Feasible non-baseline records that dominate the baseline (see :func:`baseline_record`).
+
+  Returns:
+    Those records in trial-id order; empty when there is no completed baseline or the baseline
+    lacks an objective metric.
+  """
+  objectives = as_objectives(objectives)
+  baseline = baseline_record(records)
+  if baseline is None:
+    return []
+  reference = metric_vector(baseline, objectives)
+  result = [r for r in feasible_records(records, objectives)
+            if not r.is_baseline and dominates(metric_vector(r, objectives), reference, objectives)]
+  return sorted(result, key=lambda r: r.trial_id)
+
+
+def _hypervolume_min(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
+  """Volume of the union of boxes [p, reference] for minimisation, every p < reference."""
+  if not points:
+    return 0.0
+  dims = len(reference)
+  if dims == 1:
+    return reference[0] - min(p[0] for p in points)
+  if dims == 2:
+    area, best_y = 0.0, reference[1]
+    for x, y in sorted(points):
+      if y < best_y:
+        area += (reference[0] - x) * (best_y - y)
+        best_y = y
+    return area
+  # Slice along the last axis: between consecutive levels, the cross-section is the
+  # (d-1)-dimensional hypervolume of the points at or below the lower level.
+  points = sorted(points, key=lambda p: p[-1])
+  volume = 0.0
+  for i, point in enumerate(points):
+    upper = points[i + 1][-1] if i + 1 < len(points) else reference[-1]
+    if upper > point[-1]:
+      volume += (upper - point[-1]) * _hypervolume_min([p[:-1] for p in points[:i + 1]],
+                                                       reference[:-1])
+  return volume
+
+
+def hypervolume(points: Sequence[Vector], reference: Sequence[float],
+                objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> float:
+  """The exact hypervolume that ``points`` dominate with respect to ``reference``.
+
+  That is the measure of the set of vectors that some point dominates (or equals) and that
+  dominate the reference. Maximised objectives are negated, so any mix of goals works. Points
+  that do not strictly beat the reference in every objective contribute nothing, and incomplete
+  points (``None``/NaN) are ignored. Exact for any number of objectives: a sweep in 2-D, slicing
+  along the last objective above (O(n^(d-1) log n); meant for up to a few hundred points in 2-3
+  objectives).
+
+  Raises:
+    ValueError: an incomplete reference, or a point or reference of the wrong length.
+  """
+  objectives = as_objectives(objectives)
+  if len(reference) != len(objectives) or not _complete(reference):
+    raise ValueError(f"reference {list(reference)} must have one value per objective "
+                     f"({[o.name for o in objectives]}).")
+  signs = [1.0 if o.goal == "minimize" else -1.0 for o in objectives]
+  ref = tuple(s * float(v) for s, v in zip(signs, reference))
+  flipped = []
+  for point in points:
+    if len(point) != len(objectives):
+      raise ValueError(f"point {list(point)} must have one value per objective "
+                       f"({[o.name for o in objectives]}).")
+    if not _complete(point):
+      continue
+    p = tuple(s * float(v) for s, v in zip(signs, point))
+    if all(x < r for x, r in zip(p, ref)):
+      flipped.append(p)
+  return float(_hypervolume_min(flipped, ref))
+
+
+def first_dominating_iteration(metric_rows: Sequence[Optional[Vector]], baseline: Vector,
+                               objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES,
+                               k: int = 1, keys: Optional[Sequence[Hashable]] = None
+                               ) -> Optional[int]:
+  """The 1-based iteration at which the k-th row dominating ``baseline`` arrives.
+
+  Args:
+    metric_rows: metric vectors in suggestion order; ``None`` (or an incomplete vector) for a
+      trial without metrics, e.g. an infeasible one. Each still counts as an iteration.
+    baseline: the baseline's metric vector.
+    objectives: the objectives of the vectors.
+    k: how many dominating rows to wait for (at least 1).
+    keys: optional architecture key of each row (e.g. the student's name). A key counts once:
+      a later row with a key that already counted as dominating is not counted again.
+
+  Returns:
+    The iteration, or None when fewer than ``k`` rows dominate the baseline.
+
+  Raises:
+    ValueError: ``k < 1``, ``keys`` of another length than ``metric_rows``, or an incomplete
+      baseline.
+  """
+  if k < 1:
+    raise ValueError(f"k must be at least 1, got {k}.")
+  objectives = as_objectives(objectives)
+  if len(baseline) != len(objectives) or not _complete(baseline):
+    raise ValueError(f"baseline {list(baseline)} must have a value for every objective "
+                     f"({[o.name for o in objectives]}).")
+  rows = list(metric_rows)
+  if keys is not None and len(keys) != len(rows):
+    raise ValueError(f"got {len(keys)} keys for {len(rows)} metric rows.")
+  counted: set[Hashable] = set()
+  count = 0
+  for index, row in enumerate(rows):
+    if row is None or not dominates(row, baseline, objectives):
+      continue
+    if keys is not None:
+      if keys[index] in counted:
+        continue
+      counted.add(keys[index])
+    count += 1
+    if count >= k:
+      return index + 1
+  return None
