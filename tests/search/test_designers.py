@@ -1,0 +1,242 @@
+"""Seeded, stateless designers (autodistill.search.designers) through a real Vizier server."""
+
+import contextlib
+
+import pytest
+from vizier import pyvizier as vz
+from vizier._src.algorithms.designers import quasi_random
+from vizier._src.algorithms.evolution import numpy_populations
+from vizier.service import clients
+from vizier.service import pyvizier as svz
+from vizier.service import servers
+
+from autodistill.search import designers
+from autodistill.search.designers import DESIGNERS, SearchPolicyFactory, make_designer
+from autodistill.search.problem import METADATA_NS, parameters_of, point_of, problem_statement
+from autodistill.space import Space
+
+# A cpu_demo-like space of our own (72 points, 5 factors), so that presets can change freely.
+SPACE = Space(
+    name="designer_test",
+    factors={"hidden_size": (64, 128), "bottleneck_size": (32, 64), "num_heads": (2, 4),
+             "intermediate_size": (64, 128, 256), "num_ffn": (1, 2, 4)},
+    fixed={"num_blocks": 2, "embedding_size": 64},
+    baseline={"hidden_size": 128, "bottleneck_size": 32, "num_heads": 4,
+              "intermediate_size": 128, "num_ffn": 4})
+
+
+def stub_metrics_for_designer_test(point):
+  """Stand-in for flash distillation and latency measurement; exists only in this test.
+
+  Accuracy and latency both grow with the widths and the FFN count (a real trade-off).
+  """
+  accuracy = (0.1 + 0.001 * point["hidden_size"] + 0.001 * point["bottleneck_size"]
+              + 0.0005 * point["intermediate_size"] + 0.02 * point["num_ffn"]
+              + 0.01 * point["num_heads"])
+  latency = (0.5 + 0.01 * point["hidden_size"] + 0.01 * point["bottleneck_size"]
+             + 0.002 * point["intermediate_size"] * point["num_ffn"] + 0.05 * point["num_heads"])
+  return {"mlm_accuracy": accuracy, "latency_ms": latency}
+
+
+def _problem(designer="random", seed=0):
+  return problem_statement(SPACE, metadata={"designer": designer, "seed": seed})
+
+
+@contextlib.contextmanager
+def _server(path):
+  """A Vizier server on SQLite at ``path`` with our policy factory; clients point at it."""
+  server = servers.DefaultVizierServer(database_url=f"sqlite:///{path}",
+                                       policy_factory=SearchPolicyFactory())
+  previous = clients.environment_variables.server_endpoint
+  clients.environment_variables.server_endpoint = server.endpoint
+  try:
+    yield server
+  finally:
+    clients.environment_variables.server_endpoint = previous
+    server._server.stop(None)  # pylint: disable=protected-access
+
+
+def _study(designer, seed, study_id):
+  config = svz.StudyConfig.from_problem(_problem(designer, seed))
+  config.algorithm = "DEFAULT"
+  return clients.Study.from_study_config(config, owner="designer-test", study_id=study_id)
+
+
+def _run(path, designer, seed, rounds, infeasible_round=None, restart_after=None):
+  """Runs ``rounds`` suggest/complete rounds; returns the suggested points and the trials.
+
+  With ``restart_after``, the server is stopped after that many rounds and a new one continues
+  the study from the same SQLite file (a killed and resumed search).
+  """
+  points = []
+  segments = [rounds] if restart_after is None else [restart_after, rounds - restart_after]
+  for segment in segments:
+    with _server(path):
+      study = _study(designer, seed, f"{designer}-{seed}")  # loads the study if it exists
+      for _ in range(segment):
+        (trial,) = study.suggest(count=1, client_id="worker-0")
+        point = point_of(SPACE, trial.parameters)
+        SPACE.check_point(point)
+        if len(points) == infeasible_round:
+          trial.complete(infeasible_reason="pruned before distillation (test)")
+        else:
+          trial.complete(vz.Measurement(metrics=stub_metrics_for_designer_test(point)))
+        points.append(point)
+      trials = [t.materialize() for t in study.trials()]
+  assert len(trials) == rounds
+  assert all(t.status == vz.TrialStatus.COMPLETED for t in trials)
+  if infeasible_round is not None:
+    assert trials[infeasible_round].infeasible
+  return points, trials
+
+
+@pytest.mark.parametrize("designer", [d for d in DESIGNERS if d != "gp_bandit"])
+def test_designer_through_server(tmp_path, designer):
+  points, trials = _run(tmp_path / "study.sqlite", designer, seed=0, rounds=6,
+                        infeasible_round=1)
+  assert len({tuple(p.values()) for p in points}) > 1  # not the same point every call
+  if designer == "eagle":  # the parent fly ids travel through the service's trial metadata
+    assert all(t.metadata.ns("eagle").get("parent_fly_id") for t in trials)
+
+
+def test_gp_bandit_through_server(tmp_path):
+  # The first suggestion is the centre of the space; each later one fits the two-metric GP
+  # (and compiles for the new trial count: 5-10 s each on 2 cores). The second trial is
+  # infeasible, so the third suggestion's GP sees a feasible and an infeasible trial.
+  points, _ = _run(tmp_path / "study.sqlite", "gp_bandit", seed=0, rounds=3, infeasible_round=1)
+  assert len(points) == 3
+
+
+@pytest.mark.parametrize("designer", ["random", "quasi_random", "eagle"])
+def test_same_seed_same_suggestions_in_fresh_server(tmp_path, designer):
+  first, _ = _run(tmp_path / "a.sqlite", designer, seed=7, rounds=3)
+  again, _ = _run(tmp_path / "b.sqlite", designer, seed=7, rounds=3)
+  other, _ = _run(tmp_path / "c.sqlite", designer, seed=8, rounds=3)
+  assert first == again
+  assert first != other
+
+
+@pytest.mark.parametrize("designer", ["quasi_random", "eagle"])
+def test_killed_and_resumed_search_continues_as_uninterrupted(tmp_path, designer):
+  straight, _ = _run(tmp_path / "a.sqlite", designer, seed=3, rounds=5, infeasible_round=1)
+  resumed, _ = _run(tmp_path / "b.sqlite", designer, seed=3, rounds=5, infeasible_round=1,
+                    restart_after=2)
+  assert resumed == straight
+
+
+def _history(points, start_id=1):
+  trials = []
+  for i, point in enumerate(points):
+    trial = vz.Trial(parameters=parameters_of(SPACE, point), id=start_id + i)
+    trial.complete(vz.Measurement(metrics=stub_metrics_for_designer_test(point)))
+    trials.append(trial)
+  return trials
+
+
+def test_quasi_random_stateless_matches_vizier_sequence():
+  problem = _problem()
+  reference = quasi_random.QuasiRandomDesigner(
+      problem.search_space, seed=designers._sequence_seed(3))  # pylint: disable=protected-access
+  expected = [s.parameters.as_dict() for s in reference.suggest(5)]
+  history, got = [], []
+  for k in range(5):
+    (suggestion,) = designers.suggest("quasi_random", problem, history, [], seed=3)
+    got.append(suggestion.parameters.as_dict())
+    history += _history([point_of(SPACE, suggestion.parameters)], start_id=k + 1)
+  assert got == expected
+
+
+def _replay(designer, seed, rounds):
+  """An offline search through designers.suggest, as the policy runs it."""
+  problem, history, suggestions = _problem(designer, seed), [], []
+  for k in range(rounds):
+    (suggestion,) = designers.suggest(designer, problem, history, [], seed=seed)
+    suggestions.append(suggestion)
+    trial = suggestion.to_trial(k + 1)
+    point = point_of(SPACE, trial.parameters)
+    trial.complete(vz.Measurement(metrics=stub_metrics_for_designer_test(point)))
+    history.append(trial)
+  return suggestions, history
+
+
+def test_eagle_replay_moves_flies_in_turn():
+  # The pool holds 16 flies for 5 parameters; afterwards each suggestion moves a pool fly.
+  suggestions, history = _replay("eagle", seed=0, rounds=24)
+  # The pool's initial fill follows the search's Halton sequence, as quasi_random does.
+  (first,) = designers.suggest("quasi_random", _problem(), [], [], seed=0)
+  assert suggestions[0].parameters == first.parameters
+  ids = [int(s.metadata.ns("eagle")["parent_fly_id"]) for s in suggestions]
+  assert len(set(ids[:16])) == 16  # fresh flies never reuse an id of the study
+  moved = ids[16:]
+  assert len(set(moved)) >= 6, moved  # round robin, not the same fly every call
+  again, _ = _replay("eagle", seed=0, rounds=24)
+  assert [s.parameters for s in again] == [s.parameters for s in suggestions]
+  # Active trials count: a parallel worker asking now gets another fly id.
+  problem = _problem("eagle")
+  (mine,) = designers.suggest("eagle", problem, history, [], seed=0)
+  active = mine.to_trial(len(history) + 1)
+  (theirs,) = designers.suggest("eagle", problem, history, [active], seed=0)
+  assert theirs.metadata.ns("eagle")["parent_fly_id"] != mine.metadata.ns("eagle")[
+      "parent_fly_id"] or theirs.parameters != mine.parameters
+
+
+def test_eagle_scalarization_is_normalised_chebyshev():
+  eagle = make_designer("eagle", _problem("eagle"), seed=0, num_trials=3)
+  w = eagle.weights
+  assert w.shape == (2,) and abs(w.sum() - 1) < 1e-9
+  points = [dict(SPACE.baseline, num_ffn=f) for f in (1, 2, 4)]
+  scored = eagle.scalarize(_history(points))
+  values = [t.final_measurement.metrics["scalarized"].value for t in scored]
+  # Accuracy rises and latency rises with num_ffn: the extremes each get one objective's best.
+  # normalised (maximise): num_ffn=1 -> (0, 1), num_ffn=4 -> (1, 0).
+  assert values[0] == pytest.approx(0.05 * w[1])
+  assert values[2] == pytest.approx(0.05 * w[0])
+
+
+def test_nsga2_evolves_after_its_first_population():
+  suggestions, _ = _replay("nsga2", seed=0, rounds=designers.NSGA2_POPULATION + 4)
+  for s in suggestions:
+    SPACE.check_point(point_of(SPACE, s.parameters))
+  # The first population is random (generation 0); later suggestions are children of survivors.
+  generations = [numpy_populations.Offspring.load(s.metadata.ns("nsga2")).generations[0]
+                 for s in suggestions]
+  assert all(g == 0 for g in generations[:designers.NSGA2_POPULATION])
+  assert all(g >= 1 for g in generations[designers.NSGA2_POPULATION:])
+
+
+def test_infeasible_history_is_accepted_by_every_designer():
+  problem = _problem()
+  history = _history([dict(SPACE.baseline, num_ffn=f) for f in (1, 2, 4)])
+  bad = vz.Trial(parameters=parameters_of(SPACE, dict(SPACE.baseline, hidden_size=64)), id=4)
+  bad.complete(vz.Measurement(), infeasibility_reason="too slow")
+  for name in ("random", "quasi_random", "eagle", "nsga2"):
+    (suggestion,) = designers.suggest(name, problem, history + [bad], [], seed=0)
+    SPACE.check_point(point_of(SPACE, suggestion.parameters))
+
+
+def test_call_seed_depends_on_seed_and_trial_count():
+  assert designers.call_seed(0, 5) == designers.call_seed(0, 5)
+  assert len({designers.call_seed(0, n) for n in range(50)}) == 50
+  assert designers.call_seed(0, 5) != designers.call_seed(1, 5)
+  assert 0 <= designers.call_seed(-3, 10**12) < 2**31
+
+
+def test_unknown_designer_is_a_clear_error():
+  with pytest.raises(ValueError, match="nelder_mead") as error:
+    SearchPolicyFactory()(_problem("nelder_mead"), "DEFAULT", None, "study")
+  for name in DESIGNERS:
+    assert name in str(error.value)
+  with pytest.raises(ValueError, match="gp_bandit"):
+    make_designer("bayes", _problem(), seed=0)
+
+
+def test_designer_from_algorithm_when_metadata_has_none():
+  problem = problem_statement(SPACE)
+  assert designers.designer_and_seed(problem, "DEFAULT") == ("gp_bandit", 0)
+  assert designers.designer_and_seed(problem, "NSGA2") == ("nsga2", 0)
+  assert designers.designer_and_seed(problem, "quasi_random") == ("quasi_random", 0)
+  with pytest.raises(ValueError, match="eagle"):
+    designers.designer_and_seed(problem, "CMA_ES")
+  problem.metadata.ns(METADATA_NS)["seed"] = "x"
+  with pytest.raises(ValueError, match="not an integer"):
+    designers.designer_and_seed(problem, "DEFAULT")
