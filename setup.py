@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "tqdm>=4.66,<5",
     "tensorboardX>=2.6,<3",  # TensorBoard event files without TensorFlow
+    "matplotlib>=3.8,<4",  # the search's Pareto plot (Agg backend, no display needed)
 ]
 
 EXTRAS_REQUIRE = {
@@ -34,7 +35,7 @@ EXTRAS_REQUIRE = {
     ],
     # TFDS corpora read through as_data_source need no TensorFlow (array_record datasets).
     "tfds": ["tensorflow-datasets>=4.9.10,<5"],
-    "notebook": ["nbclient>=0.10,<1", "ipykernel>=6,<8", "matplotlib>=3.8,<4"],
+    "notebook": ["nbclient>=0.10,<1", "ipykernel>=6,<8"],
 }
 
 setuptools.setup(

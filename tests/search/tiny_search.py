@@ -1,0 +1,89 @@
+"""A tiny but real search set-up (2-layer teacher with heads, synthetic corpus, 4-point space).
+
+Also a subprocess entry point for the kill/resume and multi-worker tests:
+
+    python tiny_search.py search ROOT WORKDIR [key=value ...]
+    python tiny_search.py serve ROOT WORKDIR ENDPOINT_FILE [key=value ...]
+"""
+
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from synthetic import tiny_teacher, vocab, write_corpus  # noqa: E402
+
+SPACE = {
+    "name": "tiny",
+    "factors": {"hidden_size": [24, 32], "bottleneck_size": [16], "num_heads": [2],
+                "intermediate_size": [32], "num_ffn": [1, 2]},
+    "fixed": {"num_blocks": 2, "embedding_size": 16, "attention_dropout_prob": 0.0},
+    "tied": {},
+    "baseline": {"hidden_size": 32, "bottleneck_size": 16, "num_heads": 2,
+                 "intermediate_size": 32, "num_ffn": 2},
+    "description": "4 tiny students for tests",
+}
+
+
+def make_setup(root: pathlib.Path) -> dict:
+  """Writes the teacher checkpoint and corpus under ``root``; returns flattened config overrides."""
+  from autodistill.models import hf
+  teacher_dir, corpus_dir = root / "teacher", root / "corpus"
+  if not (teacher_dir / "config.json").exists():
+    teacher = tiny_teacher()
+    hf.export_bert(teacher.config, teacher.params, teacher_dir)
+    (teacher_dir / "vocab.txt").write_text("\n".join(vocab()) + "\n")
+  if not corpus_dir.exists():
+    write_corpus(corpus_dir)
+  return {
+      "teacher.path": str(teacher_dir), "teacher.fit_steps": 0,
+      "data.corpus": str(corpus_dir), "data.seq_len": 32, "data.max_predictions": 5,
+      "data.batch_size": 8, "data.eval_fraction": 0.2,
+      "search.num_trials": 3, "search.designer": "random",
+      "distill.steps_per_block": 2, "distill.pretrain_steps": 3, "distill.warmup_steps": 1,
+      "distill.checkpoint_every": 2, "distill.log_every": 1, "distill.progress": False,
+      "latency.seq_len": 16, "latency.min_runs": 3, "latency.min_time_s": 0.01,
+      "latency.device": "cpu",
+      "finalize.steps_per_block": 2, "finalize.pretrain_steps": 3, "finalize.warmup_steps": 1,
+  }
+
+
+def make_config(root: pathlib.Path, **overrides):
+  from autodistill.search.config import default_config
+  config = default_config()
+  config.space.definition = SPACE
+  values = make_setup(root)
+  values.update(overrides)
+  for key, value in values.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def _parse(items):
+  overrides = {}
+  for item in items:
+    key, raw = item.split("=", 1)
+    overrides[key] = json.loads(raw)
+  return overrides
+
+
+def main(argv):
+  mode, root, workdir = argv[1], pathlib.Path(argv[2]), pathlib.Path(argv[3])
+  if mode == "search":
+    from autodistill.search.loop import search
+    config = make_config(root, **_parse(argv[4:]))
+    search(config, workdir)
+  elif mode == "serve":
+    from autodistill.search.loop import serve
+    endpoint_file = pathlib.Path(argv[4])
+    config = make_config(root, **_parse(argv[5:]))
+    serve(config, workdir, host="localhost", poll_s=0.5,
+          ready=lambda endpoint: endpoint_file.write_text(endpoint))
+  else:
+    raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+  main(sys.argv)
