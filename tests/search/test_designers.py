@@ -240,3 +240,30 @@ def test_designer_from_algorithm_when_metadata_has_none():
   problem.metadata.ns(METADATA_NS)["seed"] = "x"
   with pytest.raises(ValueError, match="not an integer"):
     designers.designer_and_seed(problem, "DEFAULT")
+
+
+def test_gp_bandit_never_repeats_while_a_student_is_unevaluated():
+  """On a 4-point space with 3 points evaluated, the GP's next suggestion is the 4th point."""
+  space = Space(name="four", factors={"hidden_size": (64, 128), "num_ffn": (2, 4)},
+                fixed={"bottleneck_size": 32, "num_heads": 2, "intermediate_size": 64,
+                       "num_blocks": 2, "embedding_size": 32})
+  problem = problem_statement(space, ["mlm_loss", "latency_ms"])
+  points = list(space.points())
+  history = []
+  for i, point in enumerate(points[:3]):
+    trial = vz.Trial(id=i + 1, parameters=parameters_of(space, point))
+    trial.complete(vz.Measurement(metrics={"mlm_loss": 8.0 - 0.1 * i, "latency_ms": 1.0 + i}))
+    history.append(trial)
+  for seed in (0, 1):
+    suggestion = designers.suggest("gp_bandit", problem, history, [], seed=seed)[0]
+    assert point_of(space, suggestion.parameters.as_dict()) == points[3]
+
+
+def test_prefer_novel_keeps_order_and_tops_up_with_repeats():
+  space = Space(name="two", factors={"hidden_size": (64, 128, 256)},
+                fixed={"bottleneck_size": 32, "num_heads": 2, "intermediate_size": 64,
+                       "num_blocks": 2, "embedding_size": 32})
+  a, b, c = (vz.TrialSuggestion(parameters_of(space, p)) for p in space.points())
+  history = [a.to_trial(1)]
+  assert designers._prefer_novel([a, b, a, c], history, 2) == [b, c]  # pylint: disable=protected-access
+  assert designers._prefer_novel([a, a], history, 1) == [a]  # pylint: disable=protected-access
