@@ -190,9 +190,10 @@ def run_worker(study: clients.Study, context: SearchContext, config: ml_collecti
     _complete(trial, record, config.search.objectives, trial_dir)
     ran += 1
     if record.status == COMPLETED:
-      log(f"trial {trial.id}: {record.name} MLM accuracy {record.mlm_accuracy:.4f}, latency "
-          f"{record.latency_ms:.3f} ms, {record.params / 1e6:.2f}M params "
-          f"({record.total_s:.0f}s)")
+      loss = "?" if record.mlm_loss is None else f"{record.mlm_loss:.4f}"
+      log(f"trial {trial.id}: {record.name} MLM accuracy {record.mlm_accuracy:.4f} (loss "
+          f"{loss}), latency {record.latency_ms:.3f} ms, {record.params / 1e6:.2f}M params "
+          f"({record.total_s or 0:.0f}s)")
   return ran
 
 
