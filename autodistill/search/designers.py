@@ -8,7 +8,9 @@ can use:
 
 * ``gp_bandit`` (default): ``VizierGPBandit``. With two objectives it fits one GP per metric
   (an independent multi-task GP) and maximises a UCB averaged over random hypervolume
-  scalarisations (Golovin & Zhang 2020) of the predictions.
+  scalarisations (Golovin & Zhang 2020) of the predictions. Wrapped by
+  :class:`DiscreteGPBandit`: when Vizier's suggestion is a student already evaluated, the same
+  GP scores every unevaluated point of the (finite) space instead.
 * ``random``: ``RandomDesigner``, uniform over the product of the factors.
 * ``quasi_random``: ``QuasiRandomDesigner``, a scrambled Halton sequence over the factors.
 * ``eagle``: ``EagleStrategyDesigner`` (firefly algorithm), single-objective, behind the
