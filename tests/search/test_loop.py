@@ -88,6 +88,14 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   assert distilled == [] and [r.to_dict() for r in again.records] == [
       r.to_dict() for r in result.records]
 
+  # The workdir refuses a search with other settings instead of mixing two studies.
+  other = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12,
+                                     "search.designer": "quasi_random"})
+  other.search.max_params = config.search.max_params
+  with pytest.raises(loop.IncompatibleStudyError, match="designer='random'.*fresh --workdir"):
+    loop.search(other, tmp_path, log=messages.append)
+  assert distilled == []
+
   # Finalize: regular distillation of the front, exported as Orbax and Hugging Face checkpoints.
   config.finalize.max_students = 1
   summaries = finalize(config, tmp_path, log=messages.append)
