@@ -36,7 +36,7 @@ def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
   """The trials to finalize: ``trial_ids`` if given, else the Pareto front.
 
   A front larger than ``max_students`` keeps the students that dominate the baseline first, then
-  the most accurate.
+  the best by the first objective (e.g. the most accurate, or the lowest MLM loss).
 
   Raises:
     ValueError: an unknown or infeasible trial id, or no feasible trial at all.
@@ -59,7 +59,9 @@ def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
     raise ValueError("the search has no feasible trial to finalize; run more trials or relax "
                      "the constraints.")
   beats = {r.trial_id for r in pareto.dominating_baseline(records, objs)}
-  front.sort(key=lambda r: (r.trial_id not in beats, -(r.mlm_accuracy or 0.0)))
+  first = objs[0]
+  sign = -1.0 if first.goal == "maximize" else 1.0
+  front.sort(key=lambda r: (r.trial_id not in beats, sign * r.metric(first.name)))
   return front[:max_students] if max_students > 0 else front
 
 
