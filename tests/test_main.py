@@ -1,42 +1,271 @@
-"""The command line and the embedded demo, through the real entry point."""
+"""The command line through its real entry point (``python -m autodistill``), on a tiny config.
+
+Every subcommand runs in a subprocess on the tiny but real set-up of tests/search/tiny_search.py
+(a 2-layer teacher, a synthetic corpus, a 4-student space), loaded as an experiment file with an
+argument (``--config=tiny.py:ROOT``) and changed with ``--config.a.b=value`` overrides.
+"""
 
 import json
+import os
+import pathlib
+import socket
 import subprocess
 import sys
+import time
+
+import pytest
+
+from autodistill import main as cli
+from autodistill.models import hf
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+TINY_EXPERIMENT = f'''"""A tiny experiment for the CLI tests: the tiny search set-up of the loop tests."""
+import pathlib
+import sys
+
+sys.path.insert(0, {str(REPO / "tests" / "search")!r})
+from tiny_search import make_config  # noqa: E402
 
 
+def get_config(root):
+  return make_config(pathlib.Path(root))
+'''
+BASELINE = "Model_32_16_2_32_2-num_blocks=2-embedding_size=16"
 
-def _cli(*args, timeout=300):
-  return subprocess.run([sys.executable, "-m", "autodistill", *args], capture_output=True,
-                        text=True, timeout=timeout)
+
+def _env():
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+def _cli(*args, timeout=600, cwd=None, check=None):
+  result = subprocess.run([sys.executable, "-m", "autodistill", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd)
+  if check is not None:
+    assert result.returncode == check, result.stdout[-3000:] + result.stderr[-3000:]
+  return result
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """``--config=`` of the tiny experiment (its root holds the teacher and the corpus)."""
+  root = tmp_path_factory.mktemp("cli_tiny")
+  (root / "tiny.py").write_text(TINY_EXPERIMENT)
+  sys.path.insert(0, str(REPO / "tests" / "search"))
+  from tiny_search import make_setup  # pylint: disable=import-outside-toplevel
+  make_setup(root)
+  return f"--config={root / 'tiny.py'}:{root}"
+
+
+@pytest.fixture(scope="module")
+def demo(tiny, tmp_path_factory):
+  """A workdir where `autodistill demo` has run the whole pipeline on the tiny config."""
+  workdir = tmp_path_factory.mktemp("cli_demo")
+  result = _cli("demo", tiny, f"--workdir={workdir}", "--config.search.num_trials=2", check=0)
+  return workdir, result
 
 
 def test_summary_command_prints_the_breakdown():
-  result = _cli("summary", "--arch=Model_512_128_1_640_2")
-  assert result.returncode == 0, result.stderr
+  result = _cli("summary", "--arch=Model_512_128_1_640_2", check=0)
   assert "Model_512_128_1_640_2: 32.10M parameters" in result.stdout
 
 
 def test_bad_architecture_is_a_one_line_error_not_a_traceback():
-  result = _cli("summary", "--arch=Model_512_128_3_512_4")
-  assert result.returncode == 1
+  result = _cli("summary", "--arch=Model_512_128_3_512_4", check=1)
   assert "bottleneck_size=128 is not divisible by num_heads=3" in result.stderr
   assert "Traceback" not in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_command_prints_usage():
   result = _cli("serch")
   assert result.returncode != 0
-  assert "commands:" in result.stderr and "demo" in result.stderr
+  assert "unknown command 'serch'" in result.stderr
+  for name in cli.COMMANDS:
+    assert f"  {name} " in result.stderr
 
 
-def test_demo_does_real_work(tmp_path, minilm_dir, bbc_dir):
-  from autodistill.demo import run_demo
-  summary = run_demo(tmp_path, headlines_per_topic=8, forward_students=())
-  embeddings = summary["teacher_embeddings"]
-  assert embeddings["headlines"] == 40
-  # MiniLM is a sentence embedder: same-topic headlines should be nearest far above chance.
-  assert embeddings["nn_topic_agreement"] > 2 * embeddings["chance"]
-  assert summary["teacher"]["missing"] == ["mlm_head", "nsp_head"]
-  assert summary["export"]["round_trip_identical"] is True
-  assert json.loads((tmp_path / "demo_summary.json").read_text()) == summary
+def test_every_command_has_help_that_explains_its_flags():
+  for name, command in cli.COMMANDS.items():
+    text = cli.command_help(name)
+    assert text.startswith(f"usage: autodistill {name}")
+    for flag in command.flags:
+      assert f"--{flag}:" in text, (name, flag)
+    if name != "summary":
+      assert "--config:" in text and "--workdir:" in text and "--config.FIELD=VALUE" in text
+      assert "search.designer='gp_bandit': gp_bandit | random" in text  # the config reference
+  from autodistill.search.config import default_config, field_docs
+  config, docs = default_config(), field_docs()
+  assert sorted(docs) == sorted(f"{s}.{f}" for s in config.keys() for f in config[s].keys())
+  assert all(docs.values()), [k for k, v in docs.items() if not v]  # every field is explained
+  result = _cli("distill", "--help", check=0)  # and through the entry point
+  assert result.stdout.startswith("usage: autodistill distill")
+  assert "--arch:" in result.stdout and "config.distill.preset" in result.stdout
+
+
+def test_experiment_configs_load_and_pass_the_checks():
+  from autodistill.pipeline import check_config
+  from autodistill.search.config import default_config, distill_config_from, space_from
+  from ml_collections import config_flags
+  loaded = {}
+  for path in sorted((REPO / "experiments").glob("*.py")):
+    module = config_flags.config_flags._LoadConfigModule(path.stem, str(path))  # pylint: disable=protected-access
+    assert module.__doc__ and "autodistill " in module.__doc__, path  # the command to run
+    loaded[path.stem] = module
+  assert set(loaded) >= {"paper_table1", "cpu_demo", "gpu", "pod", "autodistil_subspaces"}
+  assert loaded["cpu_demo"].get_config().to_dict() == default_config().to_dict()
+  check_config(loaded["cpu_demo"].get_config())
+  paper = loaded["paper_table1"].get_config("/ckpt/ib-bert-large")
+  plan = distill_config_from(paper.distill).plan(space_from(paper).fixed["num_blocks"])
+  assert (plan.progressive_steps, plan.pretrain_steps, plan.warmup_steps) == (12_000, 25_000, 500)
+  final = distill_config_from(paper.finalize, preset="regular").plan(24)
+  assert (final.progressive_steps, final.pretrain_steps) == (240_000, 500_000)
+  assert paper.data.batch_size == 2048 and space_from(paper).size == 576
+  assert paper.teacher.path == "/ckpt/ib-bert-large"
+  for subspace, valid in (("tiny", 96), ("small", 96), ("base", 48)):
+    assert space_from(loaded["autodistil_subspaces"].get_config(subspace)).num_valid == valid
+  with pytest.raises(ValueError, match="unknown AutoDistil sub-space 'huge'"):
+    loaded["autodistil_subspaces"].get_config("huge")
+  pod = loaded["pod"].get_config("finalize")
+  assert tuple(pod.distill.mesh_shape) == (16, 4) and pod.runtime.distributed
+  assert tuple(loaded["gpu"].get_config().distill.mesh_shape) == (-1, 1)
+
+
+def test_teacher_latency_distill_and_export_commands(tiny, tmp_path):
+  workdir = tmp_path / "work"  # a fresh one: each stage does its work here
+  result = _cli("teacher", tiny, f"--workdir={workdir}", check=0)
+  assert "teacher: 2 layers" in result.stdout
+  summary = json.loads((workdir / "teacher" / "summary.json").read_text())
+  assert summary["layers"] == 2 and 0.0 <= summary["evals"]["mlm_accuracy"] <= 1.0
+
+  result = _cli("latency", tiny, f"--workdir={workdir}", check=0)
+  rows = (workdir / "latency.csv").read_text().strip().splitlines()
+  assert len(rows) == 1 + 4  # a header and the 4 students of the tiny space
+  assert "4 measured, 0 failed" in result.stdout
+
+  # The name leaves num_blocks and embedding_size to the space's fixed fields.
+  result = _cli("distill", tiny, f"--workdir={workdir}", "--arch=Model_24_16_2_32_1",
+                "--config.distill.preset=regular", check=0)
+  out = workdir / "distill" / "Model_24_16_2_32_1-num_blocks=2-embedding_size=16"
+  recorded = json.loads((out / "result.json").read_text())
+  assert recorded["preset"] == "regular" and recorded["global_step"] == 2 * 2 + 3
+  assert "held-out MLM accuracy" in result.stdout
+  assert hf.load_student(out / "hf").config.hidden_size == 24
+
+  result = _cli("export", f"--workdir={workdir}", "--source=trials/7")
+  _one_line_error(result, "holds no finished distillation", "trials/0007")
+  target = tmp_path / "exported"
+  result = _cli("export", f"--workdir={workdir}", f"--source={out.relative_to(workdir)}",
+                f"--output={target}", check=0)
+  assert f"exported {out.name} to {target}" in result.stdout
+  assert hf.load_student(target).config.name == out.name
+
+
+def test_search_report_and_finalize_commands(tiny, demo):
+  workdir, _ = demo  # the demo's 2 trials; the search command adds a third
+  result = _cli("search", tiny, f"--workdir={workdir}", "--config.search.num_trials=3", check=0)
+  assert "trial 3:" in result.stdout and "trial 1:" not in result.stdout  # resumed, not redone
+  records = json.loads((workdir / "trials.json").read_text())
+  assert [r["trial_id"] for r in records] == [1, 2, 3]
+  (workdir / "pareto_front.png").unlink()
+  table = (workdir / "trials.csv").read_text()
+  (workdir / "trials.csv").unlink()
+  _cli("report", tiny, f"--workdir={workdir}", "--config.search.num_trials=3", check=0)
+  assert (workdir / "pareto_front.png").exists()
+  assert (workdir / "trials.csv").read_text() == table  # rebuilt from the study alone
+
+  result = _cli("finalize", tiny, f"--workdir={workdir}", "--config.search.num_trials=3",
+                "--config.finalize.trials=(3,)", check=0)
+  final = json.loads((workdir / "final" / "summary.json").read_text())
+  assert [f["trial_id"] for f in final] == [3] and final[0]["regular"]["steps"] == 2 * 2 + 3
+  assert hf.load_student(final[0]["hf"]).config.name == final[0]["name"] == records[2]["name"]
+  assert f"finalized {final[0]['name']}" in result.stdout
+
+
+def test_demo_runs_the_whole_pipeline(demo):
+  workdir, result = demo
+  for stage in ("[1/4] teacher", "[2/4] latency", "[3/4] search", "[4/4] finalize"):
+    assert stage in result.stdout
+  pipeline = json.loads((workdir / "pipeline.json").read_text())
+  assert set(pipeline["stages"]) == {"teacher", "latency", "search", "finalize"}
+  assert pipeline["search"]["trials"] == 2 and pipeline["search"]["latencies_measured"] == 4
+  assert pipeline["final"] and pathlib.Path(pipeline["final"][0]["hf"], "config.json").exists()
+  for name in ("trials.csv", "trials.json", "pareto_front.json", "pareto_front.png",
+               "summary.txt", "study.sqlite", "latency.csv", "teacher/summary.json"):
+    assert (workdir / name).exists(), name
+  tail = result.stdout[result.stdout.index("== done in"):]
+  for output in ("pareto_front.png", "trials.csv", pipeline["final"][0]["hf"]):
+    assert output in tail  # the final summary points at the plot, the table and the model
+
+
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    return sock.getsockname()[1]
+
+
+def test_serve_and_a_worker_through_the_cli(tiny, tmp_path):
+  workdir, port = tmp_path / "served", _free_port()
+  common = [tiny, f"--workdir={workdir}", "--config.search.num_trials=1"]
+  server = subprocess.Popen(
+      [sys.executable, "-m", "autodistill", "serve", *common, "--host=localhost",
+       f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+  try:
+    time.sleep(3)
+    worker = _cli("search", *common, f"--config.search.endpoint=localhost:{port}",
+                  "--config.search.client_id=cli-worker", check=0)
+    output, _ = server.communicate(timeout=120)
+  finally:
+    server.kill()
+  assert server.returncode == 0, output[-3000:]
+  assert "serving study" in output and "1/1 evaluated" in output
+  records = json.loads((workdir / "trials.json").read_text())
+  assert len(records) == 1 and (workdir / "pareto_front.png").exists()
+  assert (workdir / "trials" / "0001" / "record.json").exists()  # the worker ran it here
+  assert "Traceback" not in worker.stderr
+
+
+# The errors people hit first: one line with the cause and the fix, exit code 1, no traceback.
+
+def _one_line_error(result, *fragments):
+  assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+def test_missing_teacher_path(tmp_path):
+  result = _cli("search", f"--workdir={tmp_path}", f"--config.teacher.path={tmp_path / 'nope'}")
+  _one_line_error(result, "teacher checkpoint not found", "--config.teacher.path")
+
+
+def test_missing_corpus(tmp_path):
+  result = _cli("teacher", f"--workdir={tmp_path}", f"--config.data.corpus={tmp_path / 'nope'}")
+  _one_line_error(result, "corpus not found", "--config.data.corpus")
+
+
+def test_config_typo_names_the_field_and_the_fix(tmp_path):
+  result = _cli("search", f"--workdir={tmp_path}", "--config.serch.num_trials=3")
+  _one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")
+  result = _cli("search", f"--workdir={tmp_path}", "--config.search.num_trials=many")
+  _one_line_error(result, "--config.search.num_trials=many")
+  result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'nope.py'}")
+  _one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
+
+
+def test_unwritable_workdir(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  result = _cli("search", f"--workdir={blocker / 'workdir'}")
+  _one_line_error(result, "cannot write to workdir", "--workdir=")
+
+
+def test_workdir_of_an_incompatible_run(tiny, demo):
+  workdir, _ = demo
+  before = (workdir / "trials.json").read_text()
+  result = _cli("search", tiny, f"--workdir={workdir}", "--config.search.designer=quasi_random")
+  _one_line_error(result, "designer", "quasi_random")
+  assert (workdir / "trials.json").read_text() == before  # nothing lost
