@@ -133,20 +133,22 @@ def test_experiment_configs_load_and_pass_the_checks():
 
 
 def test_teacher_latency_distill_and_export_commands(tiny, tmp_path):
-  workdir = tmp_path / "work"  # a fresh one: each stage does its work here
-  result = _cli("teacher", tiny, f"--workdir={workdir}", check=0)
+  # A fresh workdir, given relative to the current directory as users do (Orbax itself
+  # refuses relative paths).
+  workdir, cwd = tmp_path / "work", tmp_path
+  result = _cli("teacher", tiny, "--workdir=work", cwd=cwd, check=0)
   assert "teacher: 2 layers" in result.stdout
   summary = json.loads((workdir / "teacher" / "summary.json").read_text())
   assert summary["layers"] == 2 and 0.0 <= summary["evals"]["mlm_accuracy"] <= 1.0
 
-  result = _cli("latency", tiny, f"--workdir={workdir}", check=0)
+  result = _cli("latency", tiny, "--workdir=work", cwd=cwd, check=0)
   rows = (workdir / "latency.csv").read_text().strip().splitlines()
   assert len(rows) == 1 + 4  # a header and the 4 students of the tiny space
   assert "4 measured, 0 failed" in result.stdout
 
   # The name leaves num_blocks and embedding_size to the space's fixed fields.
-  result = _cli("distill", tiny, f"--workdir={workdir}", "--arch=Model_24_16_2_32_1",
-                "--config.distill.preset=regular", check=0)
+  result = _cli("distill", tiny, "--workdir=work", "--arch=Model_24_16_2_32_1",
+                "--config.distill.preset=regular", cwd=cwd, check=0)
   out = workdir / "distill" / "Model_24_16_2_32_1-num_blocks=2-embedding_size=16"
   recorded = json.loads((out / "result.json").read_text())
   assert recorded["preset"] == "regular" and recorded["global_step"] == 2 * 2 + 3

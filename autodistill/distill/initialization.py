@@ -26,6 +26,8 @@ coordinates.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -44,11 +46,28 @@ Params = dict[str, Any]
 # Resampling the feature axis
 
 
+# Principal directions by table digest: every student of a search resamples the same teacher
+# table twice (word embeddings, then the E->H map), and its float64 SVD takes ~20 s on 2 cores for
+# a 30522 x 384 table. The cached basis is the very array the SVD returns.
+_PCA_CACHE: "collections.OrderedDict[tuple, np.ndarray]" = collections.OrderedDict()
+_PCA_CACHE_SIZE = 4
+
+
 def _pca_basis(table: np.ndarray) -> np.ndarray:
   """Principal directions (columns, by decreasing variance) of the rows of ``table``."""
+  table = np.ascontiguousarray(table)
+  key = (table.shape, table.dtype.str, hashlib.sha1(table.tobytes()).hexdigest())
+  if key in _PCA_CACHE:
+    _PCA_CACHE.move_to_end(key)
+    return _PCA_CACHE[key]
   centred = table - table.mean(axis=0, keepdims=True)
   _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
-  return vt.T
+  basis = vt.T
+  basis.setflags(write=False)
+  _PCA_CACHE[key] = basis
+  if len(_PCA_CACHE) > _PCA_CACHE_SIZE:
+    _PCA_CACHE.popitem(last=False)
+  return basis
 
 
 def _pca(table: np.ndarray, width: int) -> np.ndarray:

@@ -231,7 +231,9 @@ def place(tree: Params, shardings: Params) -> Params:
 
 def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(directory, item_names=("state", "meta"), options=options)
+  # Orbax refuses relative paths; a workdir relative to the current directory is common.
+  return ocp.CheckpointManager(pathlib.Path(directory).absolute(), item_names=("state", "meta"),
+                               options=options)
 
 
 def _plan(phases: Sequence[Phase]) -> list[list[Any]]:

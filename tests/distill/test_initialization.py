@@ -266,3 +266,19 @@ def test_init_projections_start_at_pinv(method):
   np.testing.assert_allclose(back, features @ m_h @ m_h.T, rtol=1e-4, atol=1e-5)
   random = init.init_projections(proj, jax.random.PRNGKey(0))
   assert not np.allclose(random["block_0"]["kernel"], expected, atol=1e-3)
+
+
+def test_pca_basis_is_cached_per_table_and_equals_a_fresh_svd():
+  from autodistill.distill import initialization
+  rng = np.random.default_rng(3)
+  table = rng.normal(size=(50, 6)).astype(np.float32)
+  first = initialization._pca_basis(table)  # pylint: disable=protected-access
+  assert initialization._pca_basis(table.copy()) is first  # same contents: the cached array
+  centred = (table - table.mean(axis=0, keepdims=True)).astype(np.float64)
+  _, _, vt = np.linalg.svd(centred, full_matrices=False)
+  np.testing.assert_array_equal(first, vt.T)
+  other = table.copy()
+  other[0, 0] += 1.0
+  assert initialization._pca_basis(other) is not first  # another table: its own basis
+  with pytest.raises(ValueError):
+    first[0, 0] = 0.0  # read-only: no caller can corrupt the cache
