@@ -20,6 +20,7 @@ from autodistill.distill import (
     prepare_teacher,
     regular_distill,
 )
+from autodistill import data  # autodistill.data.WordPiece etc. after a plain `import autodistill`
 from autodistill.hardware import LatencyCache, measure_latency, measure_space
 # `autodistill.search` is the search subpackage and, called, runs the search:
 # autodistill.search(config, workdir) == autodistill.search.search(config, workdir).

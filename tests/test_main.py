@@ -249,6 +249,12 @@ def test_missing_corpus(tmp_path):
   _one_line_error(result, "corpus not found", "--config.data.corpus")
 
 
+def test_sequence_longer_than_the_teachers_positions(tiny, tmp_path):
+  result = _cli("teacher", tiny, f"--workdir={tmp_path}", "--config.latency.seq_len=4096")
+  _one_line_error(result, "config.latency.seq_len=4096 exceeds the teacher's",
+                  "--config.latency.seq_len=")
+
+
 def test_config_typo_names_the_field_and_the_fix(tmp_path):
   result = _cli("search", f"--workdir={tmp_path}", "--config.serch.num_trials=3")
   _one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")

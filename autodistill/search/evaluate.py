@@ -217,6 +217,14 @@ def prepare_context(config: Any, workdir: str | pathlib.Path, *,
       corpus, tokenizer, global_batch_size=config.data.batch_size, examples=examples,
       eval_fraction=config.data.eval_fraction, seed=config.data.seed,
       cache_dir=str(workdir / "data_cache"))
+  positions = hf.read_config(teacher_path).get("max_position_embeddings")
+  for field in ("data.seq_len", "latency.seq_len"):
+    section, name = field.split(".")
+    if positions and config[section][name] > positions:
+      from autodistill.pipeline import ConfigError  # pylint: disable=import-outside-toplevel
+      raise ConfigError(f"config.{field}={config[section][name]} exceeds the teacher's "
+                        f"{positions} positions (students share its position table); set "
+                        f"--config.{field}={positions} or less.")
   optimizer = dataclasses.replace(HEAD_FIT_OPTIMIZER, learning_rate=config.teacher.learning_rate)
   teacher = prepare_teacher(teacher_path, train, evaluation, workdir,
                             fit_steps=config.teacher.fit_steps, optimizer=optimizer,
