@@ -127,7 +127,7 @@ def prepare_teacher_stage(config: ml_collections.ConfigDict, workdir: str | os.P
              "evals": teacher.evals}
   _write_json(workdir / "teacher" / "summary.json", summary)
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
-                    if isinstance(v, float))
+                    if isinstance(v, float) and k != "examples")
   log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, from "
       f"{teacher.source}; fitted heads {list(teacher.fitted) or 'none'}; held-out {evals}")
   return teacher
