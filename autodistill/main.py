@@ -18,7 +18,7 @@ import dataclasses
 import pathlib
 import re
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -281,8 +281,7 @@ def _help_command(argv: Sequence[str]) -> Optional[str]:
   return None
 
 
-def run(argv: Optional[Sequence[str]] = None,
-        runner: Callable[..., None] = app.run) -> None:
+def run(argv: Optional[Sequence[str]] = None) -> None:
   """Console-script entry point (``autodistill`` and ``python -m autodistill``)."""
   argv = list(sys.argv if argv is None else argv)
   wanted = _help_command(argv)
@@ -310,4 +309,4 @@ def run(argv: Optional[Sequence[str]] = None,
       message = _config_error(error, args)
     sys.exit(f"autodistill {name}: error: {message}")
 
-  runner(main, argv=argv, flags_parser=parse)
+  app.run(main, argv=argv, flags_parser=parse)

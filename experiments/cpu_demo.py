@@ -1,4 +1,4 @@
-"""The embedded default: the whole AutoDistill pipeline on a 2-core CPU in about 15 minutes.
+"""The embedded default: the whole AutoDistill pipeline on a 2-core CPU in about 12 minutes.
 
 Command (``make demo`` runs the same after installing)::
 
@@ -25,8 +25,9 @@ What it does:
 * finalize: the best front student, regular-distilled for 2 x 30 + 120 steps and exported as
   Orbax and Hugging Face checkpoints.
 
-How long: measured wall time is in the README ("The demo"); the first run tokenizes the corpus
-and fits the teacher heads, later runs in the same workdir reuse both.
+How long: 12.0 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 1.2, latency
+1.1, search 8.2, finalize 1.4; README, "The demo"); later runs in the same workdir reuse the
+tokenized corpus, the fitted heads, the latencies and every finished trial.
 
 Produces, in the workdir: ``teacher/`` (fitted heads), ``latency.sqlite`` and ``latency.csv``,
 ``study.sqlite`` (the Vizier study), ``trials/<id>/``, ``trials.csv``/``trials.json``,
