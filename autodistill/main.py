@@ -215,7 +215,8 @@ def _run_command(name: str) -> None:
       source = workdir / source
     if not source.exists() and source.parent.name == "trials" and source.name.isdigit():
       source = source.parent / f"{int(source.name):04d}"  # trials/3 -> trials/0003
-    pipeline.export_distilled(source, _OUTPUT.value or None)
+    pipeline.export_distilled(source, _OUTPUT.value or None,
+                              tokenizer=pipeline.tokenizer_dir(config))
   elif name == "report":
     from autodistill.search import search_report
     search_report(config, workdir)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import time
 from typing import Any, Callable, Optional
 
@@ -208,7 +209,7 @@ def distill_architecture(config: ml_collections.ConfigDict, workdir: str | os.Pa
   out = workdir / "distill" / student.name
   result = distill(student, context.teacher, context.train_data, context.eval_data, out,
                    distill_config_from(config.distill), log=log)
-  exported = _export(student, result.params, out / "hf", log)
+  exported = _export(student, result.params, out / "hf", log, tokenizer_dir(config))
   final = result.evals.get("pretraining_distillation", {})
   log(f"distilled {student.name} ({result.plan.total_steps} steps, {config.distill.preset}): "
       f"held-out MLM accuracy {final.get('mlm_accuracy', float('nan')):.4f}, NSP accuracy "
@@ -217,16 +218,45 @@ def distill_architecture(config: ml_collections.ConfigDict, workdir: str | os.Pa
   return result
 
 
-def _export(student: StudentConfig, params: Any, target: pathlib.Path, log: Log
-            ) -> Optional[pathlib.Path]:
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+
+
+def tokenizer_dir(config: ml_collections.ConfigDict) -> Optional[pathlib.Path]:
+  """Where the config's WordPiece vocabulary lives (``data.vocab``, else the teacher's dir)."""
+  source = config.data.vocab or config.teacher.path or hf.default_teacher_path()
+  if not source:
+    return None
+  source = pathlib.Path(source)
+  return source.parent if source.is_file() else source
+
+
+def copy_tokenizer(source: Optional[str | os.PathLike], target: str | os.PathLike) -> list[str]:
+  """Copies the tokenizer files of ``source`` next to an exported checkpoint, so that
+  ``transformers.AutoTokenizer.from_pretrained(target)`` works; returns the names copied."""
+  if source is None:
+    return []
+  copied = []
+  for name in TOKENIZER_FILES:
+    if (pathlib.Path(source) / name).is_file():
+      shutil.copyfile(pathlib.Path(source) / name, pathlib.Path(target) / name)
+      copied.append(name)
+  return copied
+
+
+def _export(student: StudentConfig, params: Any, target: pathlib.Path, log: Log,
+            tokenizer: Optional[pathlib.Path] = None) -> Optional[pathlib.Path]:
   try:
-    return hf.export_student(student, params, target)
+    path = hf.export_student(student, params, target)
   except ValueError as error:  # a student Hugging Face's MobileBERT cannot express
     log(f"no Hugging Face export: {error}")
     return None
+  copy_tokenizer(tokenizer, path)
+  return path
 
 
 def export_distilled(source: str | os.PathLike, target: Optional[str | os.PathLike] = None, *,
+                     tokenizer: Optional[str | os.PathLike] = None,
                      log: Log = print) -> pathlib.Path:
   """Exports a finished distillation directory (``result.json`` + ``student/``; a search trial,
   a ``final/<name>`` or a ``distill/<name>``) as a Hugging Face MobileBERT checkpoint.
@@ -234,6 +264,7 @@ def export_distilled(source: str | os.PathLike, target: Optional[str | os.PathLi
   Args:
     source: the distillation directory.
     target: where to write (default ``<source>/hf``).
+    tokenizer: a directory whose tokenizer files (``vocab.txt``, ...) are copied beside it.
 
   Raises:
     FileNotFoundError: ``source`` holds no finished distillation.
@@ -249,6 +280,7 @@ def export_distilled(source: str | os.PathLike, target: Optional[str | os.PathLi
   check_workdir(target.parent)
   student, params, _ = load_distilled(source)
   path = hf.export_student(student, params, target)
+  copy_tokenizer(tokenizer, path)
   log(f"exported {student.name} to {path} (load with transformers.MobileBertForPreTraining"
       ".from_pretrained or autodistill.models.hf.load_student)")
   return path

@@ -30,7 +30,11 @@ from tiny_search import make_config  # noqa: E402
 def get_config(root):
   return make_config(pathlib.Path(root))
 '''
-BASELINE = "Model_32_16_2_32_2-num_blocks=2-embedding_size=16"
+
+
+def root_of(config_flag: str) -> pathlib.Path:
+  """The tiny set-up's root, the argument of ``--config=tiny.py:ROOT``."""
+  return pathlib.Path(config_flag.rsplit(":", 1)[1])
 
 
 def _env():
@@ -154,6 +158,7 @@ def test_teacher_latency_distill_and_export_commands(tiny, tmp_path):
   assert recorded["preset"] == "regular" and recorded["global_step"] == 2 * 2 + 3
   assert "held-out MLM accuracy" in result.stdout
   assert hf.load_student(out / "hf").config.hidden_size == 24
+  assert (out / "hf" / "vocab.txt").read_text() == (root_of(tiny) / "teacher" / "vocab.txt").read_text()
 
   result = _cli("export", f"--workdir={workdir}", "--source=trials/7")
   _one_line_error(result, "holds no finished distillation", "trials/0007")
@@ -162,6 +167,7 @@ def test_teacher_latency_distill_and_export_commands(tiny, tmp_path):
                 f"--output={target}", check=0)
   assert f"exported {out.name} to {target}" in result.stdout
   assert hf.load_student(target).config.name == out.name
+  assert (target / "vocab.txt").exists()  # AutoTokenizer.from_pretrained(target) works
 
 
 def test_search_report_and_finalize_commands(tiny, demo):
@@ -193,6 +199,7 @@ def test_demo_runs_the_whole_pipeline(demo):
   assert set(pipeline["stages"]) == {"teacher", "latency", "search", "finalize"}
   assert pipeline["search"]["trials"] == 2 and pipeline["search"]["latencies_measured"] == 4
   assert pipeline["final"] and pathlib.Path(pipeline["final"][0]["hf"], "config.json").exists()
+  assert pathlib.Path(pipeline["final"][0]["hf"], "vocab.txt").exists()
   for name in ("trials.csv", "trials.json", "pareto_front.json", "pareto_front.png",
                "summary.txt", "study.sqlite", "latency.csv", "teacher/summary.json"):
     assert (workdir / name).exists(), name

@@ -78,6 +78,7 @@ def finalize(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   Returns:
     One summary dict per finalized student (also written to ``final/summary.json``).
   """
+  from autodistill.pipeline import copy_tokenizer, tokenizer_dir  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
   if records is None:
     table = workdir / "trials.json"
@@ -108,6 +109,7 @@ def finalize(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     export: dict[str, Any] = {"orbax": str(out / "student")}
     try:
       export["hf"] = str(hf.export_student(student, result.params, out / "hf"))
+      copy_tokenizer(tokenizer_dir(config), export["hf"])
     except ValueError as error:
       export["hf"] = None
       export["hf_export"] = str(error)
