@@ -1,10 +1,12 @@
-"""The optimizer of every training phase: LAMB (You et al. 2020) built from optax combinators.
+"""The optimizer of every training phase: LAMB (You et al. 2020) or AdamW (Loshchilov & Hutter
+2019), built from optax combinators.
 
 :func:`make_optimizer` returns ``clip_by_global_norm -> optax.lamb's chain`` (Adam moments,
-decoupled weight decay on a mask, trust ratio, learning-rate schedule), with the first-moment
-dtype configurable, and wrapped in ``optax.multi_transform`` so that frozen parameters (earlier
-blocks during progressive transfer, the teacher's encoder while its heads are fitted) get
-``optax.set_to_zero`` and therefore *no optimizer state at all*.
+decoupled weight decay on a mask, trust ratio, learning-rate schedule), or the same chain without
+the trust ratio (AdamW, BERT's fine-tuning optimizer), with the first-moment dtype configurable,
+and wrapped in ``optax.multi_transform`` so that frozen parameters (earlier blocks during
+progressive transfer, the teacher's encoder while its heads are fitted) get ``optax.set_to_zero``
+and therefore *no optimizer state at all*.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ TRAIN, FROZEN = "train", "frozen"
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-  """LAMB and its schedule (defaults: BERT/MobileBERT pre-training).
+  """The optimizer and its schedule (defaults: LAMB as in BERT/MobileBERT pre-training).
 
   Attributes:
+    name: "lamb" (layer-wise trust ratio; pre-training and distillation) or "adamw" (decoupled
+      weight decay, no trust ratio; BERT's fine-tuning optimizer).
     learning_rate: peak learning rate after warm-up.
     warmup_steps: linear warm-up from 0 (per phase).
     decay: "linear" (to ``end_lr_fraction`` at the end of the phase, BERT), "cosine", or
@@ -43,6 +47,7 @@ class OptimizerConfig:
   """
 
   learning_rate: float = 1e-3
+  name: str = "lamb"
   warmup_steps: int = 0
   decay: str = "linear"
   end_lr_fraction: float = 0.0
@@ -56,6 +61,8 @@ class OptimizerConfig:
   grad_accum_steps: int = 1
 
   def __post_init__(self):
+    if self.name not in OPTIMIZERS:
+      raise ValueError(f"unknown optimizer {self.name!r}; choose one of {sorted(OPTIMIZERS)}.")
     if self.decay not in _DECAYS:
       raise ValueError(f"unknown decay {self.decay!r}; choose one of {sorted(_DECAYS)}.")
     if self.learning_rate <= 0 or self.warmup_steps < 0 or self.grad_accum_steps < 1:
@@ -120,9 +127,21 @@ def lamb(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTra
   )
 
 
+def adamw(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """AdamW with the decay mask: ``optax.adamw(schedule, b1, b2, eps, weight_decay=...,
+  mask=decay_mask)`` with a configurable first-moment dtype (tested equal to it)."""
+  return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+                     weight_decay=config.weight_decay, mask=decay_mask,
+                     mu_dtype=None if config.mu_dtype is None else jnp.dtype(config.mu_dtype))
+
+
+OPTIMIZERS: dict[str, Callable[[OptimizerConfig, optax.Schedule], optax.GradientTransformation]] = {
+    "lamb": lamb, "adamw": adamw}
+
+
 def make_optimizer(config: OptimizerConfig, total_steps: int,
                    labels: Optional[Params] = None) -> optax.GradientTransformation:
-  """The phase's optimizer: clipping + LAMB on trainable leaves, nothing on frozen ones.
+  """The phase's optimizer: clipping + LAMB/AdamW on trainable leaves, nothing on frozen ones.
 
   Args:
     config: the optimizer settings.
@@ -131,7 +150,7 @@ def make_optimizer(config: OptimizerConfig, total_steps: int,
       :func:`freeze_labels`); None trains everything.
   """
   schedule = learning_rate_schedule(config, total_steps)
-  inner = lamb(config, schedule)
+  inner = OPTIMIZERS[config.name](config, schedule)
   if config.clip_norm is not None:
     inner = optax.chain(optax.clip_by_global_norm(config.clip_norm), inner)
   if labels is None:

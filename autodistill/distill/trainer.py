@@ -1,5 +1,5 @@
 """The one trainer behind every phase: teacher head fitting, progressive transfer, pre-training
-distillation, regular distillation and (later) fine-tuning.
+distillation, regular distillation and fine-tuning.
 
 A phase is a loss, a step count, an optimizer setting and a rule for which parameters train
 (:class:`Phase`). :func:`make_train_step` turns it into a pure
@@ -18,6 +18,11 @@ within the phase, the data pipeline's position and the evaluations so far. A run
 point and started again with the same arguments resumes from the last checkpoint and reproduces
 the uninterrupted run: the data order is a function of the position and the dropout key of a step
 is ``fold_in(fold_in(seed, phase), step)``.
+
+Fine-tuning adds evaluation every ``eval_every`` steps and :class:`EarlyStopping`: the run keeps
+the parameters of its best evaluation, saves them in the same checkpoint as the train state (so a
+kill can never leave the two out of step) and ends once ``patience`` evaluations in a row did not
+improve on the best.
 """
 
 from __future__ import annotations
@@ -104,15 +109,61 @@ class Phase:
   evaluate: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Stop a run when its evaluations stop improving, keeping the best parameters.
+
+  Attributes:
+    metric: the evaluation metric watched (a key of ``eval_fn``'s result), e.g. ``"accuracy"``.
+    mode: ``"max"`` (higher is better) or ``"min"``.
+    patience: evaluations in a row without improvement before the run stops; 0 never stops
+      early (the best parameters are still kept).
+    min_delta: an improvement must beat the best by more than this.
+  """
+
+  metric: str
+  mode: str = "max"
+  patience: int = 3
+  min_delta: float = 0.0
+
+  def __post_init__(self):
+    if self.mode not in ("max", "min") or self.patience < 0 or self.min_delta < 0:
+      raise ValueError(f"EarlyStopping needs mode 'max' or 'min', patience >= 0 and "
+                       f"min_delta >= 0; got {self}.")
+
+  def improves(self, value: float, best: Optional[float]) -> bool:
+    if best is None:
+      return math.isfinite(value)
+    return (value > best + self.min_delta if self.mode == "max"
+            else value < best - self.min_delta)
+
+
 @dataclasses.dataclass
 class RunResult:
-  """What :func:`run_phases` returns: final parameters, evaluations by phase, steps taken."""
+  """What :func:`run_phases` returns.
+
+  Attributes:
+    params: the parameters at the end (or where early stopping ended the run).
+    evals: the evaluation at the end of each phase (and ``"init"``).
+    global_step: steps taken in all.
+    resumed_from: the checkpoint step this call resumed from, if any.
+    seconds: wall time of this call.
+    history: every evaluation in order, each ``{"step", "phase", **metrics}``.
+    best_params, best_step, best: with early stopping, the parameters of the best evaluation,
+      its global step and its metrics.
+    stopped_early_at: the global step where early stopping ended the run, else None.
+  """
 
   params: Params
   evals: dict[str, dict[str, float]]
   global_step: int
   resumed_from: Optional[int] = None
   seconds: float = 0.0
+  history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  best_params: Optional[Params] = None
+  best_step: Optional[int] = None
+  best: Optional[dict[str, float]] = None
+  stopped_early_at: Optional[int] = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +283,8 @@ def place(tree: Params, shardings: Params) -> Params:
 def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   # Orbax refuses relative paths; a workdir relative to the current directory is common.
-  return ocp.CheckpointManager(pathlib.Path(directory).absolute(), item_names=("state", "meta"),
-                               options=options)
+  return ocp.CheckpointManager(pathlib.Path(directory).absolute(),
+                               item_names=("state", "meta", "best"), options=options)
 
 
 def _plan(phases: Sequence[Phase]) -> list[list[Any]]:
@@ -254,6 +305,7 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
                eval_at_start: bool = False, checkpoint_every: int = 500, log_every: int = 50,
                keep_checkpoints: int = 2, progress: bool = True,
                writer: Optional[MetricWriter] = None, data_axis: str = "data",
+               eval_every: int = 0, early_stopping: Optional[EarlyStopping] = None,
                log: Callable[[str], None] = print) -> RunResult:
   """Runs ``phases`` in order on one parameter tree, resuming from ``workdir`` if possible.
 
@@ -275,6 +327,9 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     keep_checkpoints: checkpoints kept on disk.
     progress: show a progress bar per phase.
     writer: a metric writer (default: one in ``workdir``).
+    eval_every: also evaluate every this many steps within a phase (0: only at phase ends).
+    early_stopping: keep the parameters of the best evaluation and end the run (skipping any
+      later phases) after ``patience`` evaluations without improvement. Needs ``eval_fn``.
     log: where one-line progress messages go.
 
   Raises:
@@ -282,6 +337,10 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     IncompatibleWorkdirError: ``workdir`` holds checkpoints of a different plan.
   """
   start_time = time.time()
+  if early_stopping is not None and eval_fn is None:
+    raise ValueError("early_stopping needs an eval_fn to watch.")
+  if eval_every < 0:
+    raise ValueError(f"eval_every must be >= 0, not {eval_every}.")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   own_writer = writer is None
@@ -306,6 +365,45 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     return labels, optimizer, schedule, shardings
 
   evals: dict[str, dict[str, float]] = {}
+  history: list[dict[str, Any]] = []
+  # Early stopping: best metrics, their global step, a device copy of their parameters, and the
+  # number of evaluations since the best.
+  best: dict[str, Any] = {"metrics": None, "step": None, "params": None, "since": 0,
+                          "stopped_at": None}
+  def save(global_step: int, i: int, s: int, st: TrainState, force: bool = False) -> None:
+    meta = {"plan": plan, "phase_index": i, "phase_step": s, "phase": phases[i].name,
+            "data": train_data.state_dict(), "evals": evals, "history": history}
+    items = {"state": ocp.args.StandardSave(st)}
+    if best["params"] is not None:
+      meta["best"] = {k: v for k, v in best.items() if k != "params"}
+      items["best"] = ocp.args.StandardSave(best["params"])
+    manager.save(global_step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items),
+                 force=force)
+
+  def evaluate(global_step: int, phase_name: str, current: Params) -> dict[str, float]:
+    """Runs eval_fn, records it, and updates early stopping's best (copying its params)."""
+    metrics = eval_fn(current)
+    history.append({"step": global_step, "phase": phase_name, **metrics})
+    writer.write_scalars(global_step, {f"eval/{k}": v for k, v in metrics.items()},
+                         phase=phase_name)
+    if early_stopping is not None:
+      if early_stopping.metric not in metrics:
+        raise KeyError(f"early stopping watches {early_stopping.metric!r}, which the evaluation "
+                       f"does not report (it reports {sorted(metrics)}).")
+      if early_stopping.improves(float(metrics[early_stopping.metric]),
+                                 None if best["metrics"] is None
+                                 else best["metrics"][early_stopping.metric]):
+        # A copy: the live parameters are donated to the next step.
+        best.update(metrics=dict(metrics), step=global_step, since=0,
+                    params=jax.tree.map(jnp.copy, current))
+      else:
+        best["since"] += 1
+    return metrics
+
+  def patience_exhausted() -> bool:
+    return (early_stopping is not None and early_stopping.patience > 0
+            and best["since"] >= early_stopping.patience)
+
   start_phase, start_step, state, resumed_from = 0, 0, None, None
   latest = manager.latest_step()
   if latest is not None:
@@ -323,10 +421,17 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
         state=ocp.args.StandardRestore(abstract_state)))["state"]
     train_data.load_state_dict(meta["data"])
     evals = {k: dict(v) for k, v in meta["evals"].items()}
+    history = list(meta.get("history", []))
+    if meta.get("best") is not None:
+      best.update(meta["best"])
+      best["params"] = manager.restore(latest, args=ocp.args.Composite(
+          best=ocp.args.StandardRestore(_abstract(abstract_params, param_shardings))))["best"]
     writer.truncate_after(latest)
     resumed_from = latest
     params = restored.params
-    if s >= phases[i].num_steps:
+    if best["stopped_at"] is not None:
+      start_phase = len(phases)
+    elif s >= phases[i].num_steps:
       start_phase = i + 1
     else:
       start_phase, start_step, state = i, s, restored
@@ -335,15 +440,8 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
   else:
     params = place(params, param_shardings)
     if eval_fn is not None and eval_at_start:
-      evals["init"] = eval_fn(params)
-      writer.write_scalars(0, {f"eval/{k}": v for k, v in evals["init"].items()}, phase="init")
+      evals["init"] = evaluate(0, "init", params)
       log("init: " + _format(evals["init"]))
-
-  def save(global_step: int, i: int, s: int, st: TrainState, force: bool = False) -> None:
-    meta = {"plan": plan, "phase_index": i, "phase_step": s, "phase": phases[i].name,
-            "data": train_data.state_dict(), "evals": evals}
-    manager.save(global_step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(st), meta=ocp.args.JsonSave(meta)), force=force)
 
   try:
     for i in range(start_phase, len(phases)):
@@ -387,13 +485,26 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
           writer.write_scalars(int(offsets[i]) + s + 1, values, phase=phase.name)
           bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
 
+      evaluates = eval_fn is not None and phase.evaluate
       try:
         for s in range(start_step, phase.num_steps):
           batch = next(batches)
           state, metrics = step_fn(state, batch, context)
           drain()
           pending = (s, metrics)
-          if (s + 1) % checkpoint_every == 0 and s + 1 < phase.num_steps:
+          if evaluates and eval_every and (s + 1) % eval_every == 0 and s + 1 < phase.num_steps:
+            drain()
+            step = int(offsets[i]) + s + 1
+            bar.set_postfix_str(_format(evaluate(step, phase.name, state.params)), refresh=False)
+            if patience_exhausted():
+              best["stopped_at"] = step
+              log(f"{phase.name}: early stopping at step {step}: no improvement of "
+                  f"{early_stopping.metric} in {best['since']} evaluations; best "
+                  f"{best['metrics'][early_stopping.metric]:.4f} at step {best['step']}")
+              break
+            # Saved with every evaluation, so history and best survive a kill together.
+            save(step, i, s + 1, state, force=True)
+          elif (s + 1) % checkpoint_every == 0 and s + 1 < phase.num_steps:
             drain()
             save(int(offsets[i]) + s + 1, i, s + 1, state)
         drain()
@@ -401,11 +512,13 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
         batches.close()
         bar.close()
       params = state.params
-      if eval_fn is not None and phase.evaluate:
-        evals[phase.name] = eval_fn(params)
-        writer.write_scalars(int(offsets[i + 1]),
-                             {f"eval/{k}": v for k, v in evals[phase.name].items()},
-                             phase=phase.name)
+      if best["stopped_at"] is not None:
+        evals[phase.name] = dict(history[-1])
+        del evals[phase.name]["step"], evals[phase.name]["phase"]
+        save(best["stopped_at"], i, phase.num_steps, state, force=True)
+        break
+      if evaluates:
+        evals[phase.name] = evaluate(int(offsets[i + 1]), phase.name, params)
         log(f"{phase.name}: " + _format(evals[phase.name]))
       save(int(offsets[i + 1]), i, phase.num_steps, state, force=True)
       state = None
@@ -415,8 +528,12 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     writer.flush()
     if own_writer:
       writer.close()
-  return RunResult(params=params, evals=evals, global_step=int(offsets[-1]),
-                   resumed_from=resumed_from, seconds=time.time() - start_time)
+  return RunResult(params=params, evals=evals,
+                   global_step=int(offsets[-1]) if best["stopped_at"] is None
+                   else int(best["stopped_at"]),
+                   resumed_from=resumed_from, seconds=time.time() - start_time, history=history,
+                   best_params=best["params"], best_step=best["step"], best=best["metrics"],
+                   stopped_early_at=best["stopped_at"])
 
 
 def _format(metrics: Mapping[str, float]) -> str:
