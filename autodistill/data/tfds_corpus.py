@@ -1,11 +1,12 @@
 """TensorFlow Datasets text corpora (``wikipedia``, ``c4``, ``lm1b``, ...) as a corpus source.
 
 Optional: needs the ``tfds`` extra (``pip install 'autodistill[tfds]'``); this module imports
-without it and only :class:`TfdsText` asks for it. Datasets are read from a local ``data_dir``
-only; nothing is downloaded at run time. A dataset prepared in a random-access format
-(``array_record`` or ``parquet``) is read through ``DatasetBuilder.as_data_source``, which needs no
-TensorFlow; one prepared as ``tfrecord`` (the TFDS default) can only be read with TensorFlow
-installed.
+without it and only :class:`TfdsText`, :func:`load_builder` and :func:`open_split` (which the GLUE
+and SQuAD tasks of :mod:`autodistill.finetune.glue` share) ask for it. Datasets are read from a
+local ``data_dir`` only; nothing is downloaded at run time. A dataset prepared in a random-access
+format (``array_record`` or ``parquet``) is read through ``DatasetBuilder.as_data_source``, which
+needs no TensorFlow; one prepared as ``tfrecord`` (the TFDS default) can only be read with
+TensorFlow installed.
 """
 
 from __future__ import annotations
@@ -25,14 +26,115 @@ INSTALL_HINT = "pip install 'autodistill[tfds]'"
 _FORMAT_VERSION = 1
 
 
-def _import_tfds() -> Any:
-  """The ``tensorflow_datasets`` module, or an ImportError that says how to install it."""
+def import_tfds(user: str = "TfdsText") -> Any:
+  """The ``tensorflow_datasets`` module, or an ImportError that says how to install it.
+
+  Args:
+    user: what needs it, named in the error (``"TfdsText"``, ``"GLUE task 'glue/cola'"``).
+  """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise ImportError("TfdsText needs tensorflow-datasets, which is not installed; run "
+    raise ImportError(f"{user} needs tensorflow-datasets, which is not installed; run "
                       f"`{INSTALL_HINT}`.") from error
   return tfds
+
+
+def _prepare_hint(name: str, data_dir: str | None) -> str:
+  flag = f" --data_dir={data_dir}" if data_dir else ""
+  return (f"prepare it once with `tfds build {name}{flag} --file_format=array_record` "
+          "(array_record is read without TensorFlow), then pass the same data_dir")
+
+
+def _where(data_dir: str | None) -> str:
+  return (f"data_dir={data_dir!r}" if data_dir else
+          "the default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)")
+
+
+def load_builder(name: str, data_dir: str | os.PathLike | None = None,
+                 user: str = "TfdsText") -> Any:
+  """The TFDS builder of ``name`` over ``data_dir``, from local files only (never downloads).
+
+  Args:
+    name: TFDS name, optionally with config and version (``"glue/cola"``, ``"c4/en:3.1.0"``).
+    data_dir: where the dataset was prepared; ``None`` is TFDS's default.
+    user: what needs the builder, named in the error when tensorflow-datasets is missing.
+
+  Raises:
+    ImportError: tensorflow-datasets is not installed.
+    FileNotFoundError: neither the builder's code nor a prepared copy is found; the message says
+      how to prepare it.
+  """
+  tfds = import_tfds(user)
+  data_dir = None if data_dir is None else os.fspath(data_dir)
+  try:
+    # A prepared dataset is loaded from its dataset_info.json, so the builder's code (and its
+    # download dependencies) is not needed.
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError as error:
+    # The original message lists every registered dataset; its first line is the useful part.
+    reason = str(error).strip().splitlines()[0].rstrip(".")
+    raise FileNotFoundError(
+        f"TFDS dataset {name!r} is not prepared under {_where(data_dir)} ({reason}; check the "
+        f"name); it is never downloaded at run time: {_prepare_hint(name, data_dir)}.") from None
+
+
+class _TensorflowSplit:
+  """A tfrecord split read through TensorFlow; the tf.data pipeline is built on each pass."""
+
+  def __init__(self, builder: Any, split: str):
+    self._builder = builder
+    self._split = split
+
+  def __iter__(self) -> Iterator[Any]:
+    tfds = import_tfds()
+    # shuffle_files=False keeps the order, hence example positions, the same on every pass.
+    return iter(tfds.as_numpy(self._builder.as_dataset(split=self._split, shuffle_files=False)))
+
+
+def open_split(builder: Any, name: str, split: str,
+               data_dir: str | os.PathLike | None = None) -> Iterable[Any]:
+  """The examples (feature dicts) of one split of a builder from :func:`load_builder`.
+
+  A random-access source (``as_data_source``, no TensorFlow) where the dataset was prepared as
+  array_record or parquet; a re-iterable TensorFlow pipeline where it is tfrecord only and
+  TensorFlow is installed. Opened at once, so an unprepared dataset fails here, not mid-run.
+
+  Args:
+    builder: the dataset's builder.
+    name: the TFDS name the builder was loaded by (for messages).
+    split: TFDS split, slices included (``"train"``, ``"validation_matched[:10%]"``).
+    data_dir: the data_dir the builder was loaded from (for messages).
+
+  Raises:
+    FileNotFoundError: the dataset is not prepared; the message says how to prepare it.
+    ImportError: it is stored as tfrecord only and TensorFlow is not installed.
+    ValueError: an unknown split (TFDS's own message lists the splits).
+  """
+  tfds = import_tfds()
+  data_dir = None if data_dir is None else os.fspath(data_dir)
+  try:
+    return builder.as_data_source(split=split)
+  except (NotImplementedError, ValueError, FileNotFoundError) as error:
+    # Checked only after trying, because under `tfds.testing.mock_data` the data is served
+    # although nothing is prepared on disk.
+    if not builder.is_prepared():
+      raise FileNotFoundError(
+          f"TFDS dataset {name!r} is not prepared under {_where(data_dir)} (looked in "
+          f"{builder.data_dir}); it is never downloaded at run time: "
+          f"{_prepare_hint(name, data_dir)}.") from error
+    random_access = tfds.core.file_adapters.FileFormat.with_random_access()
+    if builder.info.available_file_formats() & random_access:
+      raise  # e.g. an unknown split: TFDS's own message says which splits exist.
+  # Prepared, but only in a format without random access (tfrecord).
+  if importlib.util.find_spec("tensorflow") is None:
+    stored = getattr(builder.info.file_format, "value", "tfrecord")
+    raise ImportError(
+        f"TFDS dataset {name!r} under {builder.data_dir} is stored as {stored}, "
+        "which only TensorFlow can read: either `pip install tensorflow`, or prepare it again "
+        f"in another data_dir with `tfds build {name} --data_dir=NEW_DIR "
+        "--file_format=array_record` and pass that data_dir.")
+  return _TensorflowSplit(builder, split)
 
 
 def _line_paragraphs(text: str, stats: corpora.CorpusStats) -> list[str]:
@@ -72,7 +174,6 @@ class TfdsText:
                        "paragraph per line) or 'blank_lines' (paragraphs between blank lines).")
     if max_documents is not None and max_documents < 0:
       raise ValueError(f"max_documents must be None or >= 0, not {max_documents}.")
-    tfds = _import_tfds()
     self.name = name
     self.split = split
     self.text_key = text_key
@@ -80,66 +181,13 @@ class TfdsText:
     self.max_documents = max_documents
     self.paragraph_split = paragraph_split
     self.stats = corpora.CorpusStats()
-    self._builder = self._load_builder(tfds)
+    self._builder = load_builder(name, self.data_dir)
     features = self._builder.info.features
     if features is not None and text_key not in features.keys():
       raise ValueError(f"TFDS dataset {name!r} has no feature {text_key!r}; its features are "
                        f"{sorted(features.keys())}; pass one of them as text_key.")
     # Opened here rather than on first iteration so that an unprepared dataset fails at once.
-    self._source = self._open_source(tfds)
-
-  def _prepare_hint(self) -> str:
-    data_dir = f" --data_dir={self.data_dir}" if self.data_dir else ""
-    return (f"prepare it once with `tfds build {self.name}{data_dir} --file_format=array_record` "
-            "(array_record is read without TensorFlow), then pass the same data_dir")
-
-  def _where(self) -> str:
-    return (f"data_dir={self.data_dir!r}" if self.data_dir else
-            "the default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)")
-
-  def _load_builder(self, tfds: Any) -> Any:
-    try:
-      # A prepared dataset is loaded from its dataset_info.json, so the builder's code (and its
-      # download dependencies) is not needed.
-      return tfds.builder(self.name, data_dir=self.data_dir)
-    except tfds.core.DatasetNotFoundError as error:
-      # The original message lists every registered dataset; its first line is the useful part.
-      reason = str(error).strip().splitlines()[0].rstrip(".")
-      raise FileNotFoundError(
-          f"TFDS dataset {self.name!r} is not prepared under {self._where()} ({reason}; check the "
-          f"name); it is never downloaded at run time: {self._prepare_hint()}.") from None
-
-  def _open_source(self, tfds: Any) -> Any:
-    """A random-access source of the split, or None when only TensorFlow can read it."""
-    try:
-      return self._builder.as_data_source(split=self.split)
-    except (NotImplementedError, ValueError, FileNotFoundError) as error:
-      # Checked only after trying, because under `tfds.testing.mock_data` the data is served
-      # although nothing is prepared on disk.
-      if not self._builder.is_prepared():
-        raise FileNotFoundError(
-            f"TFDS dataset {self.name!r} is not prepared under {self._where()} (looked in "
-            f"{self._builder.data_dir}); it is never downloaded at run time: "
-            f"{self._prepare_hint()}.") from error
-      random_access = tfds.core.file_adapters.FileFormat.with_random_access()
-      if self._builder.info.available_file_formats() & random_access:
-        raise  # e.g. an unknown split: TFDS's own message says which splits exist.
-    # Prepared, but only in a format without random access (tfrecord).
-    if importlib.util.find_spec("tensorflow") is None:
-      stored = getattr(self._builder.info.file_format, "value", "tfrecord")
-      raise ImportError(
-          f"TFDS dataset {self.name!r} under {self._builder.data_dir} is stored as {stored}, "
-          "which only TensorFlow can read: either `pip install tensorflow`, or prepare it again "
-          f"in another data_dir with `tfds build {self.name} --data_dir=NEW_DIR "
-          "--file_format=array_record` and pass that data_dir.")
-    return None
-
-  def _examples(self) -> Iterable[Any]:
-    if self._source is not None:
-      return self._source
-    tfds = _import_tfds()
-    # shuffle_files=False keeps the order, hence the document keys, the same on every pass.
-    return tfds.as_numpy(self._builder.as_dataset(split=self.split, shuffle_files=False))
+    self._examples = open_split(self._builder, name, split, self.data_dir)
 
   def _text(self, example: Any) -> str:
     value = example[self.text_key]
@@ -158,7 +206,7 @@ class TfdsText:
     yielded = 0
     if self.max_documents == 0:
       return
-    for index, example in enumerate(self._examples()):
+    for index, example in enumerate(self._examples):
       text = self._text(example)
       if self.paragraph_split == "lines":
         paragraphs = _line_paragraphs(text, self.stats)

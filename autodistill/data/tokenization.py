@@ -100,6 +100,24 @@ class WordPiece:
     encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
     return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
 
+  def encode_batch_with_offsets(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token ids of each text (no special tokens) and each token's span in the original text.
+
+    ``tokenizers`` tracks the alignment through the normalizer, so the spans index the text as
+    given (before lowercasing, accent stripping or control-character removal): for a token,
+    ``text[start:end]`` is the original characters it was made from, e.g. ``"Café"`` for
+    ``cafe`` and ``"ème"`` for the ``##eme`` of "crème". Offsets count Python ``str`` characters
+    (code points); characters the normalizer drops at a token's edge (a decomposed accent's
+    combining mark after a word's last letter, control characters) fall outside every span.
+
+    Returns:
+      One ``(ids, offsets)`` pair per text: ``ids`` int32 [n] and ``offsets`` int32 [n, 2] of
+      ``(start, end)`` character offsets, non-decreasing along the tokens.
+    """
+    encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [(np.asarray(e.ids, dtype=np.int32),
+             np.asarray(e.offsets, dtype=np.int32).reshape(len(e.ids), 2)) for e in encodings]
+
   def decode(self, ids: Sequence[int]) -> str:
     return self._tokenizer.decode(list(map(int, ids)), skip_special_tokens=False)
 

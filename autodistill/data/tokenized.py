@@ -71,7 +71,8 @@ class TokenizedCorpus:
     return int(np.sum(last - first))
 
 
-def _text_hash(paragraphs: Iterable[str]) -> int:
+def document_hash(paragraphs: Iterable[str]) -> int:
+  """The 64-bit hash of a document's text that decides its train/eval split."""
   digest = hashlib.blake2b("\n".join(paragraphs).encode("utf-8"), digest_size=8).digest()
   return int.from_bytes(digest, "little")
 
@@ -106,7 +107,7 @@ def tokenize_corpus(corpus: Corpus, tokenizer: WordPiece,
       continue
     sentences.extend(doc_sentences)
     sentence_counts.append(len(doc_sentences))
-    hashes.append(_text_hash(document.paragraphs))
+    hashes.append(document_hash(document.paragraphs))
     if progress and len(hashes) % 500 == 0:
       print(f"  read {len(hashes)} documents ({len(sentences)} sentences)", flush=True)
   stats = dataclasses.asdict(corpus.stats) if isinstance(corpus.stats, CorpusStats) else {}
@@ -163,9 +164,17 @@ def split_documents(corpus: TokenizedCorpus, eval_fraction: float,
   Returns:
     (train document indices, eval document indices), disjoint, sorted.
   """
+  is_eval = held_out_mask(corpus.document_hashes, eval_fraction, seed)
+  return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+
+
+def held_out_mask(document_hashes: np.ndarray, eval_fraction: float, seed: int = 0) -> np.ndarray:
+  """True for the documents :func:`split_documents` holds out, given their
+  :func:`document_hash` values (e.g. to keep downstream-task splits away from them)."""
   if not 0.0 <= eval_fraction < 1.0:
     raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}.")
-  mixed = corpus.document_hashes ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+  document_hashes = np.asarray(document_hashes, np.uint64)
+  mixed = document_hashes ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
   # splitmix64 finaliser: spreads the seed through every bit before thresholding.
   mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
   mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -173,8 +182,8 @@ def split_documents(corpus: TokenizedCorpus, eval_fraction: float,
   unit = mixed.astype(np.float64) / 2.0**64
   is_eval = unit < eval_fraction
   # Forced members move together with their duplicates (equal hashes give equal values).
-  if eval_fraction > 0 and not is_eval.any() and corpus.num_documents > 1:
+  if eval_fraction > 0 and not is_eval.any() and len(document_hashes) > 1:
     is_eval = unit <= unit.min()
   if eval_fraction > 0 and is_eval.all():
     is_eval = unit < unit.max()
-  return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+  return is_eval
