@@ -32,6 +32,8 @@ EXTRAS_REQUIRE = {
         "chex>=0.1.90,<0.2",
         "torch==2.13.0",
         "transformers>=5.20,<6",
+        "scikit-learn>=1.5,<2",  # reference implementations for the metric tests
+        "scipy>=1.11,<2",
     ],
     # TFDS corpora read through as_data_source need no TensorFlow (array_record datasets).
     "tfds": ["tensorflow-datasets>=4.9.10,<5"],

@@ -1,0 +1,502 @@
+"""Fine-tuning a pre-trained encoder on a downstream task, through the one trainer.
+
+This is how the paper judges its students (section 4.4-4.5, Tables 3 and 4): task-agnostic
+distillation, then plain fine-tuning of the student with a task head (no teacher in the loop).
+:func:`finetune` does one (model, task) pair:
+
+1. Load the encoder from a finished distillation (Orbax), a Hugging Face checkpoint (BERT or
+   MobileBERT), or the teacher (:func:`load_backbone`); or, for a baseline, only its architecture
+   (``random_init``).
+2. Put the task head on it (:mod:`autodistill.finetune.heads`) and encode the task's splits.
+3. For each learning rate of the sweep, run one :class:`~autodistill.distill.trainer.Phase` in
+   ``<workdir>/lr_<rate>/`` with :func:`~autodistill.distill.trainer.run_phases`: AdamW (BERT's
+   fine-tuning optimizer) or LAMB, linear warm-up and decay, evaluation on ``dev`` every
+   ``eval_every`` steps, early stopping that keeps the best parameters, Orbax checkpoints (a
+   killed run resumes), metrics and a progress bar.
+4. Pick the rate with the best dev score, evaluate its best parameters on the test split(s),
+   save them (Orbax, ``<workdir>/model``) and write ``<workdir>/result.json``.
+
+:func:`majority_baseline` scores the constant prediction of the most frequent training class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from autodistill import sharding
+from autodistill.data.tokenization import WordPiece
+from autodistill.distill.optim import OptimizerConfig
+from autodistill.distill.trainer import EarlyStopping, Phase, run_phases
+from autodistill.finetune import heads, metrics as metrics_lib, qa
+from autodistill.finetune.features import ArrayStream, encode_examples, padded_batches
+from autodistill.finetune.tasks import (CLASSIFICATION, DEV, REGRESSION, SPAN_QA, TRAIN, Task,
+                                        get_task)
+from autodistill.models import hf
+from autodistill.models.configs import BertConfig, StudentConfig
+from autodistill.models.params import count_params
+
+Params = Any
+Log = Callable[[str], None]
+RESULT = "result.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """How to fine-tune (defaults: BERT's GLUE recipe, scaled to small data).
+
+  Attributes:
+    seq_len: tokens per example (GLUE: 128; SQuAD: 384).
+    batch_size: global batch (BERT: 32).
+    num_steps: optimizer steps per run; 0 derives them from ``epochs``.
+    epochs: passes over the training split when ``num_steps`` is 0 (BERT: 3).
+    learning_rates: one run per rate; the best on dev wins (BERT sweeps 5e-5, 3e-5, 2e-5).
+    optimizer: "adamw" (BERT) or "lamb".
+    warmup_fraction: linear warm-up over this fraction of the steps, then linear decay to 0.
+    weight_decay: decoupled weight decay (not on biases and norms).
+    clip_norm: global gradient-norm clip, or None.
+    dropout: classifier dropout; None uses the encoder's ``hidden_dropout_prob`` (Hugging Face).
+    eval_every: steps between dev evaluations; 0 evaluates about ``evals_per_run`` times.
+    evals_per_run: dev evaluations per run when ``eval_every`` is 0.
+    patience: dev evaluations without improvement before stopping; 0 never stops early.
+    eval_batch_size: batch of the dev/test passes.
+    max_train_examples, max_eval_examples: use at most this many examples (0: all); a fixed,
+      seeded subset, for quick runs on large tasks.
+    doc_stride, max_query_length, n_best, max_answer_length: span QA windows and decoding
+      (BERT's run_squad defaults).
+    seed: initialisation of the head, dropout and the data order.
+    dtype: compute dtype ("float32" or "bfloat16").
+    mesh_shape: (data, model) device mesh; -1 takes the remaining devices.
+    checkpoint_every: steps between checkpoints (evaluations also checkpoint).
+    progress: show progress bars.
+  """
+
+  seq_len: int = 128
+  batch_size: int = 32
+  num_steps: int = 0
+  epochs: float = 3.0
+  learning_rates: tuple[float, ...] = (5e-5,)
+  optimizer: str = "adamw"
+  warmup_fraction: float = 0.1
+  weight_decay: float = 0.01
+  clip_norm: Optional[float] = 1.0
+  dropout: Optional[float] = None
+  eval_every: int = 0
+  evals_per_run: int = 10
+  patience: int = 5
+  eval_batch_size: int = 64
+  max_train_examples: int = 0
+  max_eval_examples: int = 0
+  doc_stride: int = 128
+  max_query_length: int = 64
+  n_best: int = 20
+  max_answer_length: int = 30
+  seed: int = 0
+  dtype: str = "float32"
+  mesh_shape: tuple[int, ...] = (-1, 1)
+  checkpoint_every: int = 500
+  progress: bool = True
+
+  def __post_init__(self):
+    object.__setattr__(self, "learning_rates", tuple(float(r) for r in self.learning_rates))
+    object.__setattr__(self, "mesh_shape", tuple(int(s) for s in self.mesh_shape))
+    problems = []
+    if not self.learning_rates or min(self.learning_rates) <= 0:
+      problems.append(f"learning_rates must be positive, got {self.learning_rates}")
+    if self.num_steps < 0 or (self.num_steps == 0 and self.epochs <= 0):
+      problems.append("set num_steps > 0 or epochs > 0")
+    if not 0 <= self.warmup_fraction < 1:
+      problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+    if self.batch_size < 1 or self.eval_batch_size < 1:
+      problems.append("batch_size and eval_batch_size must be >= 1")
+    if self.optimizer not in ("adamw", "lamb"):
+      problems.append(f"optimizer must be 'adamw' or 'lamb', not {self.optimizer!r}")
+    if problems:
+      raise ValueError("bad FinetuneConfig: " + "; ".join(problems) + ".")
+
+  def replace(self, **changes) -> "FinetuneConfig":
+    return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A pre-trained encoder: its architecture, parameters (None: random init) and where from."""
+
+  config: BertConfig | StudentConfig
+  encoder: Optional[Params]
+  source: str
+  name: str
+
+
+def load_backbone(source: str | os.PathLike | Any, *, random_init: bool = False) -> Backbone:
+  """The encoder to fine-tune.
+
+  Args:
+    source: a finished distillation directory (``result.json`` + Orbax ``student/``, e.g.
+      ``<workdir>/final/<name>``), a Hugging Face BERT or MobileBERT directory (``config.json``
+      + weights, e.g. an export's ``hf/``), or a loaded teacher / checkpoint object with
+      ``.config`` and ``.params`` (e.g. :func:`~autodistill.distill.prepare_teacher`'s result).
+    random_init: keep only the architecture (a same-size, randomly initialised baseline).
+
+  Raises:
+    FileNotFoundError: the directory holds neither.
+  """
+  if hasattr(source, "config") and hasattr(source, "params"):
+    config, encoder, where = source.config, source.params.get("encoder"), getattr(
+        source, "source", "the given model")
+  else:
+    path = pathlib.Path(source)
+    if (path / "result.json").exists() and (path / "student").exists():
+      from autodistill.distill.distillation import load_distilled  # pylint: disable=import-outside-toplevel
+      config, params, _ = load_distilled(path)
+      encoder, where = params["encoder"], str(path)
+    elif (path / "config.json").exists():
+      model_type = hf.read_config(path).get("model_type", "bert")
+      loader = hf.load_student if model_type == "mobilebert" else hf.load_bert
+      checkpoint = loader(path).with_initialized(jax.random.PRNGKey(0))
+      config, encoder, where = checkpoint.config, checkpoint.params["encoder"], str(path)
+    else:
+      raise FileNotFoundError(
+          f"no model at {path}: expected a finished distillation directory (result.json and "
+          "student/, e.g. <workdir>/final/<name>) or a Hugging Face directory (config.json and "
+          "weights, e.g. <workdir>/final/<name>/hf).")
+  name = config.name if isinstance(config, StudentConfig) else \
+      f"BERT_{config.num_layers}L_{config.hidden_size}H"
+  if random_init:
+    return Backbone(config, None, f"random init ({where})", f"random-{name}")
+  return Backbone(config, jax.device_get(encoder), where, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task data
+
+
+@dataclasses.dataclass
+class TaskData:
+  """A task's encoded splits: model inputs + labels per split, and what decoding needs."""
+
+  task: Task
+  arrays: dict[str, dict[str, np.ndarray]]
+  qa_features: dict[str, Any] = dataclasses.field(default_factory=dict)
+  sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _subset(examples: list, limit: int, seed: int, salt: str) -> list:
+  if not limit or len(examples) <= limit:
+    return examples
+  keep = np.sort(np.random.default_rng([seed, len(salt)]).permutation(len(examples))[:limit])
+  return [examples[i] for i in keep]
+
+
+def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
+                      log: Log = print) -> TaskData:
+  """Loads and encodes the train, dev and test splits of ``task``."""
+  splits = [TRAIN, DEV, *task.test_splits.values()]
+  data = TaskData(task, {})
+  for split in dict.fromkeys(splits):
+    examples = task.load(split)
+    limit = config.max_train_examples if split == TRAIN else config.max_eval_examples
+    examples = _subset(examples, limit, config.seed, split)
+    if not examples:
+      raise ValueError(f"task {task.name!r}: split {split!r} is empty.")
+    data.sizes[split] = len(examples)
+    if task.kind == SPAN_QA:
+      features = qa.make_qa_features(examples, tokenizer, seq_len=config.seq_len,
+                                     doc_stride=config.doc_stride,
+                                     max_query_length=config.max_query_length)
+      data.qa_features[split] = features
+      data.arrays[split] = features.arrays()
+    else:
+      data.arrays[split] = encode_examples(examples, tokenizer, config.seq_len, task.kind)
+  windows = ", ".join(f"{split} {len(a['input_ids'])} windows"
+                      for split, a in data.arrays.items())
+  log(f"{task.name}: " + ", ".join(f"{split} {n} examples" for split, n in data.sizes.items())
+      + (f" ({windows})" if task.kind == SPAN_QA else ""))
+  return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and evaluation
+
+
+def task_loss(task: Task, model: Any) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+  """``loss_fn(params, batch, rng, context)`` of the task: cross-entropy over classes (BERT
+  section 4.1), mean squared error for regression, or the mean of the start and end position
+  cross-entropies (section 4.2)."""
+
+  def apply(params, batch, rng):
+    return model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
+                       batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+
+  if task.kind == SPAN_QA:
+    def loss_fn(params, batch, rng, context):
+      del context
+      start, end = apply(params, batch, rng)
+      ce = optax.softmax_cross_entropy_with_integer_labels
+      loss = 0.5 * (ce(start, batch["start_positions"]).mean()
+                    + ce(end, batch["end_positions"]).mean())
+      return loss, {}
+  elif task.kind == REGRESSION:
+    def loss_fn(params, batch, rng, context):
+      del context
+      scores = apply(params, batch, rng)[:, 0]
+      return jnp.mean((scores - batch["labels"]) ** 2), {}
+  else:
+    def loss_fn(params, batch, rng, context):
+      del context
+      logits = apply(params, batch, rng)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+      accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32))
+      return loss, {"train_accuracy": accuracy}
+  return loss_fn
+
+
+def make_evaluator(task: Task, model: Any, data: TaskData, config: FinetuneConfig,
+                   mesh: jax.sharding.Mesh,
+                   param_shardings: Params) -> Callable[[Params, str], dict[str, float]]:
+  """``evaluate(params, split) -> {metric: value}`` over a whole split (jitted once)."""
+
+  def forward(params, batch):
+    return model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
+                       batch["attention_mask"], deterministic=True)
+
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  forward = jax.jit(forward, in_shardings=(param_shardings, None), out_shardings=replicated)
+  data_size = mesh.shape["data"]
+  batch_size = -(-config.eval_batch_size // data_size) * data_size
+
+  def outputs(params, split):
+    inputs = {k: v for k, v in data.arrays[split].items() if k in ("input_ids", "token_type_ids",
+                                                                 "attention_mask")}
+    chunks = []
+    for batch, real in padded_batches(inputs, batch_size, mesh):
+      out = jax.device_get(forward(params, batch))
+      chunks.append(jax.tree.map(lambda x, r=real: np.asarray(x)[:r], out))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+
+  def evaluate(params: Params, split: str) -> dict[str, float]:
+    if task.kind == SPAN_QA:
+      start, end = outputs(params, split)
+      features = data.qa_features[split]
+      answers = qa.decode_spans(start, end, features, n_best=config.n_best,
+                                max_answer_length=config.max_answer_length)
+      references = {e.uid: list(e.answers) for e in features.examples}
+      return metrics_lib.squad_scores(answers, references)
+    logits = outputs(params, split)
+    labels = data.arrays[split]["labels"]
+    predictions = logits[:, 0] if task.kind == REGRESSION else np.argmax(logits, -1)
+    return metrics_lib.compute(task.metrics, predictions, labels)
+
+  return evaluate
+
+
+def majority_baseline(task: Task, data: TaskData) -> dict[str, dict[str, float]]:
+  """Scores of always predicting the most frequent training class, per test column."""
+  if task.kind != CLASSIFICATION:
+    return {}
+  labels = data.arrays[TRAIN]["labels"]
+  majority = int(np.bincount(labels, minlength=task.num_labels).argmax())
+  result = {}
+  for column, split in task.test_splits.items():
+    gold = data.arrays[split]["labels"]
+    result[column] = metrics_lib.compute(task.metrics, np.full_like(gold, majority), gold)
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+  """What :func:`finetune` returns (and writes to ``result.json``)."""
+
+  task: str
+  model: str
+  source: str
+  params: int
+  learning_rate: float
+  dev: dict[str, float]
+  test: dict[str, dict[str, float]]
+  runs: list[dict[str, Any]]
+  majority: dict[str, dict[str, float]]
+  workdir: pathlib.Path
+  latency_ms: Optional[float] = None
+  seconds: float = 0.0
+  extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def scores(self) -> dict[str, float]:
+    """The task's score per test column (e.g. ``{"CoLA": 0.52}``)."""
+    return {column: values[self.metric] for column, values in self.test.items()}
+
+  @property
+  def metric(self) -> str:
+    return self.extra.get("metric", "")
+
+  def to_dict(self) -> dict[str, Any]:
+    out = dataclasses.asdict(self)
+    out["workdir"] = str(self.workdir)
+    return out
+
+
+def _steps(config: FinetuneConfig, num_examples: int) -> int:
+  if config.num_steps:
+    return config.num_steps
+  return max(1, math.ceil(config.epochs * num_examples / config.batch_size))
+
+
+def _rate_dir(rate: float) -> str:
+  return f"lr_{rate:g}"
+
+
+def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: str | os.PathLike,
+             tokenizer: WordPiece, config: FinetuneConfig = FinetuneConfig(), *,
+             latency_ms: Optional[float] = None, task_options: Optional[Mapping[str, Any]] = None,
+             data: Optional[TaskData] = None, log: Log = print) -> FinetuneResult:
+  """Fine-tunes ``backbone`` on ``task`` (a learning-rate sweep with early stopping on dev) and
+  reports the test score(s) of the best dev run; resumes from ``workdir``.
+
+  Args:
+    backbone: a :class:`Backbone` or anything :func:`load_backbone` takes.
+    task: a :class:`Task` or a registry name (``"bbc_topic"``, ``"glue/cola"``, ``"squad"``).
+    workdir: one directory per (model, task): ``lr_<rate>/`` runs, ``model/`` (the best
+      fine-tuned parameters, Orbax) and ``result.json``.
+    tokenizer: the backbone's WordPiece vocabulary.
+    config: the recipe.
+    latency_ms: the backbone's measured batch-1 latency, recorded for the report.
+    task_options: options for :func:`~autodistill.finetune.tasks.get_task` when ``task`` is a name.
+    data: already encoded task data (e.g. shared by several models); encoded here if None.
+    log: progress messages.
+  """
+  start = time.time()
+  if not isinstance(backbone, Backbone):
+    backbone = load_backbone(backbone)
+  if isinstance(task, str):
+    task = get_task(task, **dict(task_options or {}))
+  tokenizer.check_vocab_size(backbone.config.vocab_size)
+  if config.seq_len > backbone.config.max_position_embeddings:
+    raise ValueError(f"seq_len {config.seq_len} exceeds the model's "
+                     f"{backbone.config.max_position_embeddings} positions; lower it.")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  data = data or prepare_task_data(task, tokenizer, config, log)
+  mesh = sharding.make_mesh(config.mesh_shape)
+  if config.batch_size % mesh.shape["data"]:
+    raise ValueError(f"batch_size {config.batch_size} is not divisible by the mesh's data axis "
+                     f"({mesh.shape['data']} devices); choose a multiple.")
+  model = heads.head_for(task, backbone.config, jnp.dtype(config.dtype), config.dropout)
+  example = jnp.zeros((1, 8), jnp.int32)
+  param_sh = sharding.param_shardings(sharding.logical_specs(model, example), mesh)
+  rng = jax.random.PRNGKey(config.seed)
+  fresh = heads.init_head_params(model, rng)
+  params = fresh if backbone.encoder is None else heads.with_pretrained_encoder(
+      fresh, backbone.encoder)
+  num_params = count_params(params)
+  evaluate = make_evaluator(task, model, data, config, mesh, param_sh)
+  num_steps = _steps(config, data.sizes[TRAIN])
+  eval_every = config.eval_every or max(1, num_steps // max(config.evals_per_run, 1))
+  metric = task.score_metric
+  log(f"fine-tuning {backbone.name} ({num_params / 1e6:.2f}M parameters, from {backbone.source}) "
+      f"on {task.name}: {num_steps} steps of batch {config.batch_size}, {config.optimizer}, "
+      f"learning rates {list(config.learning_rates)}, dev {metric} every {eval_every} steps")
+
+  runs, best_run = [], None
+  for rate in config.learning_rates:
+    optimizer = OptimizerConfig(name=config.optimizer, learning_rate=rate,
+                                warmup_steps=int(config.warmup_fraction * num_steps),
+                                weight_decay=config.weight_decay, clip_norm=config.clip_norm)
+    phase = Phase(f"finetune/{task.name}", num_steps, task_loss(task, model), optimizer)
+    stream = ArrayStream({k: v for k, v in data.arrays[TRAIN].items()}, config.batch_size,
+                         config.seed)
+    result = run_phases(
+        [phase], params, param_shardings=param_sh, mesh=mesh, train_data=stream,
+        workdir=workdir / _rate_dir(rate), seed=config.seed,
+        eval_fn=lambda p: evaluate(p, DEV), eval_every=eval_every,
+        early_stopping=EarlyStopping(metric, "max", config.patience),
+        checkpoint_every=config.checkpoint_every, log_every=max(1, min(50, eval_every)),
+        progress=config.progress, log=log)
+    run = {"learning_rate": rate, "best_step": result.best_step, "dev": result.best,
+           "stopped_early_at": result.stopped_early_at, "steps": result.global_step,
+           "seconds": round(result.seconds, 1)}
+    runs.append(run)
+    log(f"  lr {rate:g}: best dev {metric} {result.best[metric]:.4f} at step "
+        f"{result.best_step}" + (f" (stopped early at {result.stopped_early_at})"
+                                 if result.stopped_early_at else ""))
+    if best_run is None or result.best[metric] > best_run[0]["dev"][metric]:
+      best_run = (run, result.best_params)
+  run, best_params = best_run
+  test = {column: evaluate(best_params, split) for column, split in task.test_splits.items()}
+  _save_params(workdir / "model", best_params)
+  outcome = FinetuneResult(
+      task=task.name, model=backbone.name, source=backbone.source, params=num_params,
+      learning_rate=run["learning_rate"], dev=run["dev"], test=test, runs=runs,
+      majority=majority_baseline(task, data), workdir=workdir, latency_ms=latency_ms,
+      seconds=round(time.time() - start, 1),
+      extra={"metric": metric, "columns": dict(task.test_splits), "in_average": task.in_average,
+             "sizes": data.sizes, "config": dataclasses.asdict(config),
+             "architecture": dataclasses.asdict(backbone.config),
+             "kind": type(backbone.config).__name__})
+  tmp = workdir / (RESULT + ".tmp")
+  tmp.write_text(json.dumps(outcome.to_dict(), indent=2, default=str), encoding="utf-8")
+  os.replace(tmp, workdir / RESULT)
+  log(f"{backbone.name} on {task.name}: " + ", ".join(
+      f"{column} {metric} {values[metric]:.4f}" for column, values in test.items())
+      + f" (lr {run['learning_rate']:g}, dev {run['dev'][metric]:.4f})")
+  return outcome
+
+
+def _save_params(target: pathlib.Path, params: Params) -> None:
+  if target.exists():
+    return  # written by an earlier (identical) call; runs are deterministic
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(target.absolute(), jax.device_get(params))
+
+
+def read_result(workdir: str | os.PathLike) -> dict[str, Any]:
+  """The ``result.json`` of a finished :func:`finetune` workdir."""
+  return json.loads((pathlib.Path(workdir) / RESULT).read_text(encoding="utf-8"))
+
+
+def finetune_many(backbones: Sequence[Backbone], tasks: Sequence[Task | str],
+                  workdir: str | os.PathLike, tokenizer: WordPiece,
+                  config: FinetuneConfig = FinetuneConfig(), *,
+                  latencies: Optional[Mapping[str, float]] = None,
+                  task_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                  log: Log = print) -> list[FinetuneResult]:
+  """Every backbone on every task, in ``<workdir>/<model>/<task>/``; each task is encoded once.
+
+  A finished (model, task) pair (its ``result.json`` exists) is read back, not run again.
+  """
+  results = []
+  for task in tasks:
+    if isinstance(task, str):
+      task = get_task(task, **dict((task_options or {}).get(task, {})))
+    data = None
+    for backbone in backbones:
+      out = pathlib.Path(workdir) / backbone.name / task.name.replace("/", "_")
+      if (out / RESULT).exists():
+        log(f"{backbone.name} on {task.name}: done earlier ({out / RESULT})")
+        results.append(_result_from_dict(read_result(out)))
+        continue
+      data = data or prepare_task_data(task, tokenizer, config, log)
+      results.append(finetune(backbone, task, out, tokenizer, config, data=data,
+                              latency_ms=(latencies or {}).get(backbone.name), log=log))
+  return results
+
+
+def _result_from_dict(values: Mapping[str, Any]) -> FinetuneResult:
+  values = dict(values)
+  values["workdir"] = pathlib.Path(values["workdir"])
+  return FinetuneResult(**values)
