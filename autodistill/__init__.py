@@ -32,6 +32,7 @@ from autodistill.hardware import LatencyCache, measure_latency, measure_space
 # `autodistill.search` is the search subpackage and, called, runs the search:
 # autodistill.search(config, workdir) == autodistill.search.search(config, workdir).
 from autodistill import search
+from autodistill import finetune  # autodistill.finetune.finetune(model, task, workdir, tokenizer)
 from autodistill.space import SPACES, Space, get_space
 
 __version__ = "0.1.0"

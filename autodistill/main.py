@@ -54,6 +54,13 @@ _SOURCE = flags.DEFINE_string(
     "distill/<name>, relative to --workdir or absolute).")
 _OUTPUT = flags.DEFINE_string("output", "", "export: where to write the Hugging Face checkpoint "
                               "(default: <source>/hf).")
+_MODEL = flags.DEFINE_string(
+    "model", "", "finetune: comma-separated models (default config.finetune.models): final, "
+    "random, teacher, or directories (distillation or Hugging Face; relative to --workdir or "
+    "absolute).")
+_TASK = flags.DEFINE_string(
+    "task", "", "finetune: comma-separated tasks (default config.finetune.tasks), e.g. "
+    "bbc_topic,tweet_sentiment or glue/cola,squad.")
 _HOST = flags.DEFINE_string("host", "0.0.0.0", "serve: interface the Vizier server listens on.")
 _PORT = flags.DEFINE_integer("port", 0, "serve: port of the Vizier server (0: pick a free one).")
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead "
@@ -71,12 +78,13 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "run the whole pipeline: teacher -> latency -> search -> finalize",
+        "run the whole pipeline: teacher -> latency -> search -> finalize -> finetune",
         "Runs every stage of the config in order (autodistill.pipeline.run_pipeline): fits the "
         "teacher's missing heads, measures the latency of every student of the space, runs the "
-        "search, regular-distils the best student(s) and exports them; prints where the Pareto "
-        "plot, the trials table and the exported model are. With the default config this is the "
-        "embedded CPU demo (12 minutes measured on 2 cores)."),
+        "search, regular-distils the best student(s) and exports them, fine-tunes them on "
+        "config.finetune.tasks; prints where the Pareto plot, the trials table, the exported "
+        "model and the downstream report are. With the default config this is the embedded CPU "
+        "demo (about 14 minutes on 2 cores)."),
     "teacher": Command(
         "prepare the teacher: tokenize the corpus, fit the heads it lacks",
         "Loads config.teacher.path (a Hugging Face BERT directory; default the MiniLM of "
@@ -111,6 +119,14 @@ COMMANDS: dict[str, Command] = {
         "baseline first, at most config.finalize.max_students), regular-distils each with "
         "config.finalize's recipe into <workdir>/final/<name> and exports Orbax and Hugging Face "
         "checkpoints (autodistill.search.finalize)."),
+    "finetune": Command(
+        "fine-tune students (or the teacher) on downstream tasks; write the report",
+        "Fine-tunes each model (--model or config.finetune.models: the finalized students by "
+        "default) on each task (--task or config.finetune.tasks: BBC topic, tweet sentiment, "
+        "GLUE, SQuAD) with a task head, AdamW/LAMB, a learning-rate sweep and early stopping on "
+        "dev, into <workdir>/finetune/<model>/<task>; then writes the Table 3/4-style report "
+        "<workdir>/finetune/report.md and report.csv (autodistill.pipeline.finetune_stage).",
+        ("model", "task")),
     "export": Command(
         "export a distilled student in Hugging Face format",
         "Writes the student of a finished distillation directory as a Hugging Face MobileBERT "
@@ -118,7 +134,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command(
         "rewrite the tables and the plot of a search from its study",
         "Rebuilds trials.csv/json, pareto_front.json/png and summary.txt from the workdir's "
-        "Vizier study, without training (autodistill.search.search_report)."),
+        "Vizier study, without training (autodistill.search.search_report), and the fine-tuning "
+        "report finetune/report.md/csv from its result.json files."),
     "summary": Command(
         "print the parameter breakdown of an architecture",
         "Counts the parameters of --arch by component (autodistill.models.params.summary).",
@@ -217,9 +234,16 @@ def _run_command(name: str) -> None:
       source = source.parent / f"{int(source.name):04d}"  # trials/3 -> trials/0003
     pipeline.export_distilled(source, _OUTPUT.value or None,
                               tokenizer=pipeline.tokenizer_dir(config))
+  elif name == "finetune":
+    split = lambda value: tuple(v.strip() for v in value.split(",") if v.strip())  # noqa: E731
+    pipeline.finetune_stage(config, workdir, models=split(_MODEL.value) or None,
+                            tasks=split(_TASK.value) or None)
   elif name == "report":
     from autodistill.search import search_report
+    from autodistill.finetune.report import write_report
     search_report(config, workdir)
+    if (workdir / "finetune").is_dir():
+      write_report(workdir / "finetune")
 
 
 def _config_error(error: BaseException, argv: Sequence[str]) -> str:

@@ -26,7 +26,7 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import ml_collections
 
@@ -48,9 +48,11 @@ class ConfigError(ValueError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message alone tells the user the cause and the fix."""
-  from autodistill.search.loop import IncompatibleStudyError  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from autodistill.finetune.tasks import UnknownTaskError
+  from autodistill.search.loop import IncompatibleStudyError
   return (FileNotFoundError, PermissionError, IncompatibleStudyError, IncompatibleWorkdirError,
-          InvalidArchitecture, ConfigError)
+          InvalidArchitecture, ConfigError, UnknownTaskError)
 
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -286,6 +288,97 @@ def export_distilled(source: str | os.PathLike, target: Optional[str | os.PathLi
   return path
 
 
+def _finetune_backbones(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                        models: Sequence[str], log: Log) -> list[Any]:
+  """The :class:`~autodistill.finetune.Backbone` of every entry of ``finetune.models``."""
+  from autodistill.finetune.finetuning import load_backbone  # pylint: disable=import-outside-toplevel
+  final_dirs = sorted(p.parent for p in (workdir / "final").glob("*/result.json"))
+  backbones = []
+  for model in models:
+    if model in ("final", "random"):
+      if not final_dirs:
+        raise FileNotFoundError(
+            f"no finalized students in {workdir / 'final'}; run `autodistill finalize` first, or "
+            "pass --model=DIR (a distillation or Hugging Face directory) or --model=teacher.")
+      backbones += [load_backbone(d, random_init=model == "random") for d in final_dirs]
+    elif model == "teacher":
+      backbones.append(load_backbone(config.teacher.path or hf.default_teacher_path()))
+    else:
+      path = pathlib.Path(model).expanduser()
+      if not path.is_absolute() and not path.exists():
+        path = workdir / path
+      backbones.append(load_backbone(path))
+  for backbone in backbones:
+    log(f"model {backbone.name}: {backbone.source}")
+  return backbones
+
+
+def _latency_of(config: ml_collections.ConfigDict, workdir: pathlib.Path, arch: Any) -> float:
+  """Batch-1 latency from the workdir's cache (what the search measured), measured if absent."""
+  # pylint: disable=import-outside-toplevel
+  from autodistill.hardware.cache import LatencyCache
+  from autodistill.hardware.latency import measure_latency
+  from autodistill.search.config import latency_settings_from
+  s = latency_settings_from(config)
+  settings = dict(device=s.device, batch_size=s.batch_size, seq_len=s.seq_len, dtype=s.dtype)
+  with LatencyCache.in_workdir(workdir) as cache:
+    result = cache.get(arch, **settings)
+    if result is None or not result.ok:
+      result = measure_latency(arch, min_runs=s.min_runs, min_time_s=s.min_time_s, **settings)
+      cache.put(result)
+  return result.latency_ms
+
+
+def finetune_stage(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                   models: Optional[Sequence[str]] = None, tasks: Optional[Sequence[str]] = None,
+                   log: Log = print) -> Any:
+  """Stage 5: fine-tunes models on downstream tasks and writes the Table 3/4-style report.
+
+  Every model of ``models`` (default ``config.finetune.models``: the finalized students) is
+  fine-tuned on every task of ``tasks`` (default ``config.finetune.tasks``) into
+  ``<workdir>/finetune/<model>/<task>/``; finished pairs are read back. The table of every
+  fine-tuned model in the workdir goes to ``<workdir>/finetune/report.md`` and ``report.csv``.
+
+  Returns:
+    The list of :class:`~autodistill.finetune.FinetuneResult`.
+  """
+  # pylint: disable=import-outside-toplevel
+  from autodistill.data.tokenization import WordPiece
+  from autodistill.finetune.finetuning import finetune_many
+  from autodistill.finetune.report import write_report
+  from autodistill.finetune.tasks import get_task
+  from autodistill.search.config import finetune_config_from
+  workdir = check_workdir(workdir)
+  check_config(config)
+  models = tuple(models or config.finetune.models)
+  tasks = tuple(tasks or config.finetune.tasks)
+  if not models or not tasks:
+    raise ConfigError("nothing to fine-tune: set --config.finetune.models and "
+                      "--config.finetune.tasks (or pass --model and --task).")
+  try:
+    finetune_config = finetune_config_from(config)
+  except ValueError as error:
+    raise ConfigError(f"config.finetune: {error}") from None
+  # BBC topic leaves out the articles this config's distillation holds out for evaluation.
+  options = {"bbc_topic": ({"eval_fraction": config.data.eval_fraction, "seed": config.data.seed}
+                           if config.data.corpus == "bbc" else {"eval_fraction": 0.0})}
+  built = []
+  for name in tasks:
+    if name.startswith("glue/") or name == "squad":
+      options[name] = {"data_dir": config.finetune.data_dir or None}
+    built.append(get_task(name, **options.get(name, {})))
+  backbones = _finetune_backbones(config, workdir, models, log)
+  latencies = {}
+  for backbone in backbones:
+    if backbone.name not in latencies:
+      latencies[backbone.name] = _latency_of(config, workdir, backbone.config)
+  tokenizer = WordPiece.from_path(tokenizer_dir(config) or hf.default_teacher_path())
+  results = finetune_many(backbones, built, workdir / "finetune", tokenizer, finetune_config,
+                          latencies=latencies, log=log)
+  write_report(workdir / "finetune", log=log)
+  return results
+
+
 @dataclasses.dataclass
 class PipelineResult:
   """What :func:`run_pipeline` produced (also in ``<workdir>/pipeline.json``)."""
@@ -296,6 +389,7 @@ class PipelineResult:
   search: dict[str, Any]
   final: list[dict[str, Any]]
   outputs: dict[str, str]
+  finetune: list[dict[str, Any]]
   seconds: float
 
   def to_dict(self) -> dict[str, Any]:
@@ -305,7 +399,8 @@ class PipelineResult:
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                  log: Log = print) -> PipelineResult:
   """Runs the whole pipeline of ``config`` in ``workdir``: teacher heads -> latency of the space
-  -> search -> finalize the winners; resumes whatever a previous run left unfinished.
+  -> search -> finalize the winners -> fine-tune them on the downstream tasks; resumes whatever a
+  previous run left unfinished.
 
   Returns:
     A :class:`PipelineResult`; the final summary points at the plot, the trials table and the
@@ -320,7 +415,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
   stages: dict[str, float] = {}
 
   def stage(number: int, title: str) -> float:
-    log(f"\n== [{number}/4] {title} ({time.time() - start:.0f} s elapsed) ==")
+    log(f"\n== [{number}/5] {title} ({time.time() - start:.0f} s elapsed) ==")
     return time.time()
 
   t = stage(1, "teacher: tokenize the corpus, fit the heads the checkpoint lacks")
@@ -335,10 +430,15 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
   t = stage(4, "finalize: regular distillation and export of the winners")
   final = finalize(config, workdir, records=result.records, log=log)
   stages["finalize"] = round(time.time() - t, 1)
+  t = stage(5, f"fine-tune {', '.join(config.finetune.models)} on "
+               f"{', '.join(config.finetune.tasks)}")
+  tuned = finetune_stage(config, workdir, log=log)
+  stages["finetune"] = round(time.time() - t, 1)
 
   outputs = dict(result.outputs)
   outputs["latency"] = str(workdir / "latency.csv")
   outputs["final"] = str(workdir / "final" / "summary.json")
+  outputs["finetune"] = str(workdir / "finetune" / "report.md")
   pipeline = PipelineResult(
       workdir=str(workdir), stages=stages,
       teacher={"source": teacher.source, "fitted_heads": list(teacher.fitted),
@@ -346,7 +446,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
               "dominating_baseline": [r.trial_id for r in result.dominating_baseline],
               "latencies_measured": sum(r.ok for r in latencies)},
-      final=final, outputs=outputs, seconds=round(time.time() - start, 1))
+      final=final, outputs=outputs, seconds=round(time.time() - start, 1),
+      finetune=[{"model": r.model, "task": r.task, "scores": r.scores, "metric": r.metric,
+                 "majority": {c: v[r.metric] for c, v in r.majority.items()},
+                 "learning_rate": r.learning_rate} for r in tuned])
   _write_json(workdir / "pipeline.json", pipeline.to_dict())
   log(final_summary(pipeline))
   return pipeline
@@ -366,10 +469,16 @@ def final_summary(result: PipelineResult) -> str:
                  f"{regular.get('mlm_accuracy', float('nan')):.4f} after "
                  f"{regular.get('steps')} regular-distillation steps")
     lines.append(f"  model:  {student.get('hf') or student['orbax']}")
+  for tuned in result.finetune:
+    scores = ", ".join(f"{column} {value:.4f}" for column, value in tuned["scores"].items())
+    floor = ", ".join(f"{value:.4f}" for value in tuned["majority"].values())
+    lines.append(f"fine-tuned {tuned['model']} on {tuned['task']}: {tuned['metric']} {scores}"
+                 + (f" (majority class {floor})" if floor else ""))
   out = result.outputs
   lines.append(f"plot:     {out.get('plot')}")
   lines.append(f"trials:   {out.get('csv')}")
   lines.append(f"summary:  {out.get('summary')}")
+  lines.append(f"finetune: {out.get('finetune')}")
   lines.append(f"pipeline: {pathlib.Path(result.workdir) / 'pipeline.json'}")
   return "\n".join(lines)
 

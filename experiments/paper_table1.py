@@ -64,4 +64,16 @@ def get_config(teacher_path: str = ""):
   c.finalize.pretrain_steps = 0
   c.finalize.warmup_steps = 0
   c.finalize.max_students = 7  # the paper regular-distilled its seven winners.
+
+  # Table 3: GLUE's nine tasks (prepared with tfds under finetune.data_dir); Table 4 (SQuAD v1.1)
+  # is the separate invocation below.
+  c.finetune.tasks = ("glue/cola", "glue/mnli", "glue/mrpc", "glue/qnli", "glue/qqp", "glue/rte",
+                      "glue/sst2", "glue/stsb", "glue/wnli")
+  c.finetune.models = ("final", "teacher")
+  c.finetune.num_steps = 0  # 0: finetune.epochs over each training set.
+  c.finetune.epochs = 3.0  # BERT's GLUE recipe (the paper does not state its own).
+  c.finetune.learning_rates = (5e-5, 3e-5, 2e-5)  # BERT's sweep.
+  # GLUE at 128 tokens; run SQuAD at 384 in its own `autodistill finetune --task=squad
+  # --config.finetune.seq_len=384` invocation.
+  c.finetune.seq_len = 128
   return c

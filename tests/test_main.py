@@ -5,6 +5,8 @@ Every subcommand runs in a subprocess on the tiny but real set-up of tests/searc
 argument (``--config=tiny.py:ROOT``) and changed with ``--config.a.b=value`` overrides.
 """
 
+import csv
+import io
 import json
 import os
 import pathlib
@@ -192,12 +194,41 @@ def test_search_report_and_finalize_commands(tiny, demo):
   assert f"finalized {final[0]['name']}" in result.stdout
 
 
+def test_finetune_command_adds_models_and_tasks_to_the_report(tiny, demo):
+  workdir, _ = demo
+  result = _cli("finetune", tiny, f"--workdir={workdir}", "--model=random,teacher",
+                "--task=bbc_topic,tweet_sentiment", check=0)
+  rows = list(csv.DictReader(io.StringIO((workdir / "finetune" / "report.csv").read_text())))
+  models = [row["model"] for row in rows]
+  final = json.loads((workdir / "pipeline.json").read_text())["final"][0]["name"]
+  assert models[-1] == "majority class"
+  assert {f"random-{final}", "BERT_2L_32H"} <= set(models)
+  by_model = {row["model"]: row for row in rows}
+  for model in (f"random-{final}", "BERT_2L_32H"):
+    assert 0 <= float(by_model[model]["BBC"]) <= 100 and 0 <= float(by_model[model]["Tweets"]) <= 100
+    assert by_model[model]["avg"]  # both columns present
+  assert by_model[final]["Tweets"] == "" and by_model[final]["avg"] == ""  # not run on tweets
+  assert "random-" + final in result.stdout
+  # Finished pairs are read back, not run again.
+  again = _cli("finetune", tiny, f"--workdir={workdir}", "--model=teacher", "--task=bbc_topic",
+               check=0)
+  assert "done earlier" in again.stdout and "steps of batch" not in again.stdout
+
+
 def test_demo_runs_the_whole_pipeline(demo):
   workdir, result = demo
-  for stage in ("[1/4] teacher", "[2/4] latency", "[3/4] search", "[4/4] finalize"):
+  for stage in ("[1/5] teacher", "[2/5] latency", "[3/5] search", "[4/5] finalize",
+                "[5/5] fine-tune final on bbc_topic"):
     assert stage in result.stdout
   pipeline = json.loads((workdir / "pipeline.json").read_text())
-  assert set(pipeline["stages"]) == {"teacher", "latency", "search", "finalize"}
+  assert set(pipeline["stages"]) == {"teacher", "latency", "search", "finalize", "finetune"}
+  [tuned] = pipeline["finetune"]
+  assert tuned["model"] == pipeline["final"][0]["name"] and tuned["task"] == "bbc_topic"
+  assert 0.0 <= tuned["scores"]["BBC"] <= 1.0 and tuned["metric"] == "accuracy"
+  result_json = workdir / "finetune" / tuned["model"] / "bbc_topic" / "result.json"
+  assert json.loads(result_json.read_text())["runs"][0]["steps"] <= 4
+  report = (workdir / "finetune" / "report.md").read_text()
+  assert tuned["model"] in report and "majority class" in report and "| BBC |" in report
   assert pipeline["search"]["trials"] == 2 and pipeline["search"]["latencies_measured"] == 4
   assert pipeline["final"] and pathlib.Path(pipeline["final"][0]["hf"], "config.json").exists()
   assert pathlib.Path(pipeline["final"][0]["hf"], "vocab.txt").exists()
@@ -205,7 +236,8 @@ def test_demo_runs_the_whole_pipeline(demo):
                "summary.txt", "study.sqlite", "latency.csv", "teacher/summary.json"):
     assert (workdir / name).exists(), name
   tail = result.stdout[result.stdout.index("== done in"):]
-  for output in ("pareto_front.png", "trials.csv", pipeline["final"][0]["hf"]):
+  assert f"fine-tuned {tuned['model']} on bbc_topic: accuracy BBC" in tail
+  for output in ("pareto_front.png", "trials.csv", pipeline["final"][0]["hf"], "report.md"):
     assert output in tail  # the final summary points at the plot, the table and the model
 
 
@@ -251,6 +283,13 @@ def _one_line_error(result, *fragments):
   assert len(lines) == 1, result.stderr
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
+
+
+def test_unknown_task_and_missing_final_students(tmp_path):
+  result = _cli("finetune", f"--workdir={tmp_path}", "--task=glue/colaa")
+  _one_line_error(result, "unknown task 'glue/colaa'", "glue/cola", "bbc_topic")
+  result = _cli("finetune", f"--workdir={tmp_path}", "--task=bbc_topic")
+  _one_line_error(result, "no finalized students", "--model=teacher")
 
 
 def test_missing_teacher_path(tmp_path):

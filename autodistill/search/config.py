@@ -95,6 +95,27 @@ def default_config() -> ml_collections.ConfigDict:
   c.finalize.warmup_steps = 12  # 0 = from the preset x scale.
   c.finalize.scale = 1.0  # multiplies preset steps when no explicit counts are given.
 
+  c.finetune = ml_collections.ConfigDict()
+  # Names of autodistill.finetune.TASKS: bbc_topic, tweet_sentiment (offline), glue/cola ...
+  # glue/wnli and squad (need the datasets prepared with tfds under finetune.data_dir).
+  c.finetune.tasks = ("bbc_topic",)
+  # final (the finalized students), random (each of them randomly initialised: a baseline),
+  # teacher, or directories (a distillation dir such as distill/<name>, or a Hugging Face dir).
+  c.finetune.models = ("final",)
+  c.finetune.seq_len = 128  # tokens per example (GLUE: 128; SQuAD: 384).
+  c.finetune.batch_size = 32  # global batch (BERT: 32).
+  c.finetune.num_steps = 100  # steps per run; 0 = finetune.epochs over the training split.
+  c.finetune.epochs = 3.0  # passes over the training split when num_steps is 0 (BERT: 3).
+  c.finetune.learning_rates = (1e-3,)  # one run per rate, the best on dev wins (BERT: 5e-5 3e-5 2e-5).
+  c.finetune.optimizer = "adamw"  # adamw (BERT) | lamb.
+  c.finetune.warmup_fraction = 0.1  # linear warm-up over this fraction of the steps.
+  c.finetune.weight_decay = 0.01  # decoupled weight decay.
+  c.finetune.patience = 5  # dev evaluations without improvement before stopping; 0 = never.
+  c.finetune.max_train_examples = 0  # use at most this many training examples; 0 = all.
+  c.finetune.max_eval_examples = 0  # and this many dev/test examples; 0 = all.
+  c.finetune.data_dir = ""  # TFDS data_dir of GLUE/SQuAD; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.finetune.seed = 0  # head initialisation, dropout and data order.
+
   c.runtime = ml_collections.ConfigDict()
   c.runtime.distributed = False  # call jax.distributed.initialize() first (multi-host pods).
   return c
@@ -189,3 +210,17 @@ def latency_settings_from(config: ml_collections.ConfigDict) -> LatencySettings:
   return LatencySettings(device=lat.device or None, batch_size=lat.batch_size,
                          seq_len=lat.seq_len, dtype=lat.dtype, min_runs=lat.min_runs,
                          min_time_s=lat.min_time_s)
+
+
+def finetune_config_from(config: ml_collections.ConfigDict) -> "FinetuneConfig":
+  """The :class:`~autodistill.finetune.FinetuneConfig` of ``config.finetune``."""
+  # pylint: disable=import-outside-toplevel
+  from autodistill.finetune.finetuning import FinetuneConfig
+  f = config.finetune
+  return FinetuneConfig(
+      seq_len=f.seq_len, batch_size=f.batch_size, num_steps=f.num_steps, epochs=f.epochs,
+      learning_rates=tuple(f.learning_rates), optimizer=f.optimizer,
+      warmup_fraction=f.warmup_fraction, weight_decay=f.weight_decay, patience=f.patience,
+      max_train_examples=f.max_train_examples, max_eval_examples=f.max_eval_examples,
+      seed=f.seed, dtype=config.distill.dtype, mesh_shape=tuple(config.distill.mesh_shape),
+      progress=config.distill.progress)

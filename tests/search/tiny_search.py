@@ -46,6 +46,8 @@ def make_setup(root: pathlib.Path) -> dict:
       "latency.seq_len": 16, "latency.min_runs": 3, "latency.min_time_s": 0.01,
       "latency.device": "cpu",
       "finalize.steps_per_block": 2, "finalize.pretrain_steps": 3, "finalize.warmup_steps": 1,
+      "finetune.seq_len": 16, "finetune.batch_size": 8, "finetune.num_steps": 4,
+      "finetune.max_train_examples": 48, "finetune.max_eval_examples": 24,
   }
 
 
