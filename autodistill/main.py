@@ -84,7 +84,7 @@ COMMANDS: dict[str, Command] = {
         "search, regular-distils the best student(s) and exports them, fine-tunes them on "
         "config.finetune.tasks; prints where the Pareto plot, the trials table, the exported "
         "model and the downstream report are. With the default config this is the embedded CPU "
-        "demo (about 14 minutes on 2 cores)."),
+        "demo (about 15 minutes on 2 cores)."),
     "teacher": Command(
         "prepare the teacher: tokenize the corpus, fit the heads it lacks",
         "Loads config.teacher.path (a Hugging Face BERT directory; default the MiniLM of "

@@ -357,6 +357,11 @@ def _steps(config: FinetuneConfig, num_examples: int) -> int:
   return max(1, math.ceil(config.epochs * num_examples / config.batch_size))
 
 
+def _score(value: float) -> float:
+  """A dev score for comparisons: NaN (undefined correlation) ranks below everything."""
+  return value if math.isfinite(value) else -math.inf
+
+
 def _rate_dir(rate: float) -> str:
   return f"lr_{rate:g}"
 
@@ -427,15 +432,19 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
         early_stopping=EarlyStopping(metric, "max", config.patience),
         checkpoint_every=config.checkpoint_every, log_every=max(1, min(50, eval_every)),
         progress=config.progress, log=log)
-    run = {"learning_rate": rate, "best_step": result.best_step, "dev": result.best,
+    best, best_params, best_step = result.best, result.best_params, result.best_step
+    if best is None:  # no finite dev score at all (e.g. constant regression outputs): the last
+      last = result.history[-1]
+      best = {k: v for k, v in last.items() if k not in ("step", "phase")}
+      best_params, best_step = result.params, last["step"]
+    run = {"learning_rate": rate, "best_step": best_step, "dev": best,
            "stopped_early_at": result.stopped_early_at, "steps": result.global_step,
            "seconds": round(result.seconds, 1)}
     runs.append(run)
-    log(f"  lr {rate:g}: best dev {metric} {result.best[metric]:.4f} at step "
-        f"{result.best_step}" + (f" (stopped early at {result.stopped_early_at})"
-                                 if result.stopped_early_at else ""))
-    if best_run is None or result.best[metric] > best_run[0]["dev"][metric]:
-      best_run = (run, result.best_params)
+    log(f"  lr {rate:g}: best dev {metric} {best[metric]:.4f} at step {best_step}"
+        + (f" (stopped early at {result.stopped_early_at})" if result.stopped_early_at else ""))
+    if best_run is None or _score(best[metric]) > _score(best_run[0]["dev"][metric]):
+      best_run = (run, best_params)
   run, best_params = best_run
   test = {column: evaluate(best_params, split) for column, split in task.test_splits.items()}
   _save_params(workdir / "model", best_params)

@@ -104,9 +104,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.finetune.models = ("final",)
   c.finetune.seq_len = 128  # tokens per example (GLUE: 128; SQuAD: 384).
   c.finetune.batch_size = 32  # global batch (BERT: 32).
-  c.finetune.num_steps = 100  # steps per run; 0 = finetune.epochs over the training split.
+  c.finetune.num_steps = 0  # steps per run; 0 = finetune.epochs over the training split.
   c.finetune.epochs = 3.0  # passes over the training split when num_steps is 0 (BERT: 3).
-  c.finetune.learning_rates = (1e-3,)  # one run per rate, the best on dev wins (BERT: 5e-5 3e-5 2e-5).
+  c.finetune.learning_rates = (3e-3,)  # one run per rate, the best on dev wins (BERT: 5e-5 3e-5 2e-5).
   c.finetune.optimizer = "adamw"  # adamw (BERT) | lamb.
   c.finetune.warmup_fraction = 0.1  # linear warm-up over this fraction of the steps.
   c.finetune.weight_decay = 0.01  # decoupled weight decay.
