@@ -34,13 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from autodistill.distill import OptimizerConfig, losses, make_optimizer, make_train_step
+from autodistill.distill import losses
 from autodistill.distill.initialization import layer_mapping
-from autodistill.distill.optim import learning_rate_schedule
-from autodistill.distill.trainer import TrainState
 from autodistill.models import BertConfig, StudentConfig, hf
 from autodistill.models.student import StudentForPreTraining
 from autodistill.models.teacher import BertForPreTraining
+from autodistill.train import (OptimizerConfig, TrainState, learning_rate_schedule,
+                               make_optimizer, make_train_step)
 
 ALPHA = 0.5
 LR, WD, CLIP, B1, B2, EPS = 1e-4, 0.01, 1.0, 0.9, 0.999, 1e-6

@@ -27,8 +27,9 @@ from typing import Any, Iterator, Optional
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from autodistill import sharding
 from autodistill.data.corpora import Corpus
 from autodistill.data.examples import FEATURES, ExampleConfig, Pairs, create_pairs, mask_batch
 from autodistill.data.tokenization import WordPiece
@@ -174,7 +175,7 @@ class PretrainingData:
     """Global batches as ``jax.Array``s sharded over ``data_axis`` of ``mesh``."""
     for local in self:
       yield {name: jax.make_array_from_process_local_data(
-          NamedSharding(mesh, PartitionSpec(data_axis, *[None] * (value.ndim - 1))), value)
+          sharding.batch_sharding(mesh, value.ndim, data_axis), value)
           for name, value in local.items()}
 
   # -- checkpointing ---------------------------------------------------------------------------

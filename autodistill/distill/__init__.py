@@ -1,5 +1,5 @@
-"""Distillation: losses (eqs. 1-3, MiniLM relations), student initialisation, LAMB, the one
-trainer, Flash/Regular Distillation and teacher preparation (paper section 3.3)."""
+"""Distillation: losses (eqs. 1-3, MiniLM relations), student initialisation, Flash/Regular
+Distillation and teacher preparation (paper section 3.3), all trained by :mod:`autodistill.train`."""
 
 from autodistill.distill.distillation import (
     PRESETS,
@@ -38,15 +38,7 @@ from autodistill.distill.losses import (
     nsp_loss,
     pretraining_distill_loss,
 )
-from autodistill.distill.metrics import MetricWriter, read_metrics
-from autodistill.distill.optim import OptimizerConfig, freeze_labels, make_optimizer
 from autodistill.distill.teacher import PreparedTeacher, prepare_teacher, pretrain_teacher
-from autodistill.distill.trainer import (
-    IncompatibleWorkdirError,
-    NonFiniteLossError,
-    Phase,
-    RunResult,
-    TrainState,
-    make_train_step,
-    run_phases,
-)
+
+# What a caller of distill() configures and catches; the trainer itself is autodistill.train.
+from autodistill.train import IncompatibleWorkdirError, NonFiniteLossError, OptimizerConfig

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from autodistill import sharding
 from autodistill.distill import losses
-from autodistill.distill.trainer import batch_shardings, replicated
 
 Params = Any
 
@@ -52,9 +52,9 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
 
   The step is jitted once; every call makes one full pass over ``eval_data`` from its start.
   """
-  step = jax.jit(pretraining_eval_step(apply_fn),
-                 in_shardings=(param_shardings, batch_shardings(mesh, data_axis)),
-                 out_shardings=replicated(mesh))
+  batch_sharding = sharding.batch_sharding(mesh, data_axis=data_axis)
+  step = jax.jit(pretraining_eval_step(apply_fn), in_shardings=(param_shardings, batch_sharding),
+                 out_shardings=sharding.replicated(mesh))
 
   def evaluate(params: Params) -> dict[str, float]:
     totals: dict[str, float] = {}

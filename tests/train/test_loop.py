@@ -1,4 +1,5 @@
-"""The one trainer: freezing, sharding equivalence, accumulation, recompiles, failures, resume."""
+"""The one trainer: freezing, sharding equivalence, accumulation, recompiles, failures, resume,
+and closing what a run opens on every way out."""
 
 import os
 import pathlib
@@ -12,11 +13,10 @@ import numpy as np
 import pytest
 
 from autodistill import sharding
-from autodistill.distill import (DistillConfig, IncompatibleWorkdirError, NonFiniteLossError,
-                                 OptimizerConfig, Phase, distillation_phases, initial_params,
-                                 read_metrics, run_phases)
-from autodistill.distill.distillation import _model_shardings
+from autodistill.distill import DistillConfig, distillation_phases, initial_params
 from autodistill.models import BertForPreTraining, StudentForPreTraining
+from autodistill.train import (IncompatibleWorkdirError, NonFiniteLossError, OptimizerConfig,
+                               Phase, RunOptions, read_metrics, run_phases)
 
 from synthetic import tiny_data, tiny_student, tiny_teacher
 
@@ -30,22 +30,21 @@ def _setup(tmp_path, mesh, student=None, **config):
   cfg = DistillConfig(steps_per_block=3, pretrain_steps=3, warmup_steps=1, progress=False,
                       **config)
   rules = sharding.DEFAULT_LOGICAL_AXIS_RULES
-  t_sh = _model_shardings(BertForPreTraining(teacher.config), mesh, rules)
+  t_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   params = initial_params(student, teacher.config, teacher.params, cfg)
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  p_sh = {"student": _model_shardings(StudentForPreTraining(student), mesh, rules),
+  rep = sharding.replicated(mesh)
+  p_sh = {"student": sharding.model_shardings(StudentForPreTraining(student), mesh, rules),
           "projections": jax.tree.map(lambda _: rep, params["projections"])}
   phases = distillation_phases(student, teacher.config, teacher.params, cfg, t_sh)
   _, train, _ = tiny_data(tmp_path / "data")
   return phases, params, p_sh, train
 
 
-def _run(phases, params, p_sh, train, mesh, workdir, **kw):
-  kw.setdefault("progress", False)
-  kw.setdefault("log", lambda _: None)
+def _run(phases, params, p_sh, train, mesh, workdir, log=lambda _: None, **options):
   train.reset()  # every run here starts from the first batch
   return run_phases(phases, params, param_shardings=p_sh, mesh=mesh, train_data=train,
-                    workdir=workdir, **kw)
+                    workdir=workdir, options=RunOptions(**{"progress": False, **options}),
+                    log=log)
 
 
 def _leaves(tree):
@@ -73,7 +72,7 @@ def test_progressive_stage_leaves_other_blocks_bit_identical(tmp_path):
 
 def test_frozen_leaves_hold_no_optimizer_state(tmp_path):
   import optax
-  from autodistill.distill import freeze_labels, make_optimizer
+  from autodistill.train import freeze_labels, make_optimizer
   mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
   phases, params, _, _ = _setup(tmp_path, mesh)
   labels = freeze_labels(params, phases[0].trainable)
@@ -87,6 +86,7 @@ def test_frozen_leaves_hold_no_optimizer_state(tmp_path):
              for x in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, optax.MaskedNode)))
 
 
+@pytest.mark.sharding
 @pytest.mark.parametrize("shape", [(8, 1), (4, 2)])
 def test_sharded_step_matches_single_device(tmp_path, shape):
   single = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
@@ -195,3 +195,62 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
   # The metrics history has no duplicated steps after the resume.
   steps = [(r["step"], r["phase"]) for r in read_metrics(workdir) if "loss" in r]
   assert len(steps) == len(set(steps))
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run opens, it closes
+
+
+def _toy_loss(params, batch, rng, context):
+  del rng, context
+  return jnp.mean((params["w"] - 10.0) ** 2) + 0.0 * batch["x"].sum(), {}
+
+
+def _toy_run(workdir, params, num_steps=4):
+  from autodistill.finetune.features import ArrayStream
+  mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
+  rep = sharding.replicated(mesh)
+  phase = Phase("toy", num_steps, _toy_loss, OptimizerConfig(learning_rate=0.5))
+  stream = ArrayStream({"x": np.zeros((16, 1), np.float32)}, global_batch_size=4)
+  return run_phases([phase], params, param_shardings=jax.tree.map(lambda _: rep, params),
+                    mesh=mesh, train_data=stream, workdir=workdir,
+                    options=RunOptions(checkpoint_every=2, progress=False), log=lambda _: None)
+
+
+def _track_open_and_close(monkeypatch, cls):
+  """Records the instances of ``cls`` created and closed from now on."""
+  opened, closed = [], []
+  init, close = cls.__init__, cls.close
+
+  def tracked_init(self, *args, **kwargs):
+    opened.append(id(self))
+    init(self, *args, **kwargs)
+
+  def tracked_close(self, *args, **kwargs):
+    closed.append(id(self))
+    return close(self, *args, **kwargs)
+
+  monkeypatch.setattr(cls, "__init__", tracked_init)
+  monkeypatch.setattr(cls, "close", tracked_close)
+  return opened, closed
+
+
+@pytest.mark.parametrize("failure", ["another_plan", "restore_error"])
+def test_a_failed_resume_closes_the_checkpoint_manager_and_the_writer(tmp_path, monkeypatch,
+                                                                      failure):
+  # Regression: run_phases opened the Orbax manager (with its threads) and the TensorBoard writer
+  # (with its thread and file) before resuming, but closed them only once training had begun,
+  # so every failed resume leaked both.
+  import orbax.checkpoint as ocp
+  import tensorboardX
+  _toy_run(tmp_path, {"w": jnp.zeros((1,))})
+  managers = _track_open_and_close(monkeypatch, ocp.CheckpointManager)
+  writers = _track_open_and_close(monkeypatch, tensorboardX.SummaryWriter)
+  if failure == "another_plan":
+    with pytest.raises(IncompatibleWorkdirError):
+      _toy_run(tmp_path, {"w": jnp.zeros((1,))}, num_steps=5)
+  else:  # the checkpointed parameters have another shape: Orbax refuses to restore them
+    with pytest.raises(ValueError, match="not compatible with the stored shape"):
+      _toy_run(tmp_path, {"w": jnp.zeros((2,))})
+  for opened, closed in (managers, writers):
+    assert len(opened) == 1 and set(closed) == set(opened)

@@ -63,9 +63,16 @@ class MetricWriter:
       self._tb.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard writer (and its thread); safe to call twice."""
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:

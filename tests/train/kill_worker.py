@@ -1,7 +1,7 @@
 """Runs a tiny distillation; with a kill step >= 0 it SIGKILLs itself when fetching that batch.
 
 Usage: python kill_worker.py DATA_ROOT WORKDIR KILL_AT_BATCH   (-1: never). Used by
-test_trainer.py's kill-and-resume test; writes WORKDIR/params.npz on success.
+test_loop.py's kill-and-resume test; writes WORKDIR/params.npz on success.
 """
 
 import os

@@ -7,10 +7,9 @@ import optax
 import pytest
 
 from autodistill import sharding
-from autodistill.distill import OptimizerConfig, Phase, make_optimizer, run_phases
-from autodistill.distill.optim import decay_mask
-from autodistill.distill.trainer import EarlyStopping
 from autodistill.finetune.features import ArrayStream
+from autodistill.train import (EarlyStopping, OptimizerConfig, Phase, RunOptions, decay_mask,
+                               make_optimizer, run_phases)
 
 # w starts at 0 and is pulled towards 10 by the training loss; the dev score -(w - 3)^2 peaks
 # when w passes 3 and falls after, so early stopping must keep the parameters of that moment.
@@ -28,15 +27,15 @@ def _dev_score(params):
 
 def _run(workdir, eval_fn=_dev_score, patience=2, num_steps=40):
   mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  rep = sharding.replicated(mesh)
   optimizer = OptimizerConfig(name="adamw", learning_rate=0.5, decay="constant", weight_decay=0.0,
                               clip_norm=None)
   phase = Phase("finetune/toy", num_steps, _loss, optimizer)
   stream = ArrayStream({"x": np.zeros((16, 1), np.float32)}, global_batch_size=4)
   return run_phases([phase], {"w": jnp.zeros((1,))}, param_shardings={"w": rep}, mesh=mesh,
-                    train_data=stream, workdir=workdir, eval_fn=eval_fn, eval_every=2,
-                    early_stopping=EarlyStopping("score", "max", patience), progress=False,
-                    log=lambda _: None)
+                    train_data=stream, workdir=workdir, eval_fn=eval_fn,
+                    early_stopping=EarlyStopping("score", "max", patience),
+                    options=RunOptions(eval_every=2, progress=False), log=lambda _: None)
 
 
 def test_early_stopping_keeps_the_best_parameters_and_stops(tmp_path):

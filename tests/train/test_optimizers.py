@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from autodistill.distill import optim
+from autodistill.train import optimizers as optim
 
 # ---------------------------------------------------------------------------------------------
 # A small parameter tree with kernels, an embedding, biases and a norm scale.

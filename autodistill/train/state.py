@@ -1,0 +1,143 @@
+"""The train state, the pure jitted step, and how the state is laid out over a mesh.
+
+:func:`make_train_step` turns a loss into ``train_step(state, batch, context) -> (state,
+metrics)`` (``jax.value_and_grad(..., has_aux=True)``, optional gradient accumulation);
+:func:`state_shardings` and :func:`create_state` put a fresh :class:`TrainState` on the mesh with
+``jax.jit(out_shardings=...)``, optimizer moments following their parameters.
+
+Frozen parameters (section 3.3.3) are handled three ways at once: the loss sees them through
+``stop_gradient`` (no backward work), the optimizer gives them ``optax.set_to_zero`` inside
+``optax.multi_transform`` (no optimizer state, see
+:func:`~autodistill.train.optimizers.make_optimizer`), and the step returns the old leaves
+themselves (bit-identical, even for -0.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from autodistill import sharding
+from autodistill.train.optimizers import FROZEN
+
+Params = Any
+Batch = Mapping[str, jax.Array]
+LossFn = Callable[[Params, Batch, jax.Array, Any], tuple[jax.Array, dict[str, jax.Array]]]
+TrainStep = Callable[..., tuple["TrainState", dict[str, jax.Array]]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes: step within the phase, parameters, optimizer state, key."""
+
+  step: jax.Array
+  params: Params
+  opt_state: Any
+  rng: jax.Array
+
+
+def _select_frozen(labels: Params, frozen: Params, live: Params) -> Params:
+  return jax.tree.map(lambda label, f, l: f if label == FROZEN else l, labels, frozen, live)
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, labels: Optional[Params] = None,
+                    grad_accum_steps: int = 1) -> TrainStep:
+  """The pure training step of a phase.
+
+  Args:
+    loss_fn: ``(params, batch, rng, context) -> (loss, metrics)``.
+    optimizer: from :func:`~autodistill.train.optimizers.make_optimizer` (with the same labels).
+    schedule: the learning-rate schedule (logged).
+    labels: ``"train"``/``"frozen"`` tree, or None.
+    grad_accum_steps: split the batch into this many micro-batches (rows ``i::k``, so every
+      device keeps its share) and average their gradients before one update.
+
+  Returns:
+    ``train_step(state, batch, context=None) -> (state, metrics)``; metrics hold the loss terms,
+    ``grad_norm``, ``param_norm`` and ``learning_rate``.
+  """
+
+  def loss_with_freezing(params, batch, rng, context):
+    if labels is not None:
+      params = jax.tree.map(lambda label, p: jax.lax.stop_gradient(p) if label == FROZEN else p,
+                            labels, params)
+    loss, metrics = loss_fn(params, batch, rng, context)
+    return loss, {"loss": loss, **metrics}
+
+  grad_fn = jax.value_and_grad(loss_with_freezing, has_aux=True)
+
+  def train_step(state: TrainState, batch: Batch, context: Any = None):
+    rng = jax.random.fold_in(state.rng, state.step)
+    if grad_accum_steps == 1:
+      (_, metrics), grads = grad_fn(state.params, batch, rng, context)
+    else:
+      k = grad_accum_steps
+      micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1),
+                           batch)
+
+      def accumulate(carry, inputs):
+        i, mb = inputs
+        (_, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i), context)
+        return jax.tree.map(jnp.add, carry, (g, m)), None
+
+      (_, m_shape), g_shape = jax.eval_shape(grad_fn, state.params,
+                                             jax.tree.map(lambda x: x[0], micro), rng, context)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (g_shape, m_shape))
+      (grads, metrics), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(k), micro))
+      grads, metrics = jax.tree.map(lambda x: x / k, (grads, metrics))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if labels is not None:
+      params = _select_frozen(labels, state.params, params)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
+                   learning_rate=schedule(state.step))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def state_shardings(param_shardings: Params, optimizer: optax.GradientTransformation,
+                    abstract_params: Params, mesh: Mesh) -> TrainState:
+  """Shardings of a :class:`TrainState`: optimizer moments follow their parameters."""
+  abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+  rep = sharding.replicated(mesh)
+  masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731  (frozen leaves: no state)
+  opt = optax.tree_map_params(optimizer, lambda p, s: p if masked(p) else s, abstract_opt,
+                              param_shardings, transform_non_params=lambda _: rep,
+                              is_leaf=masked)
+  return TrainState(step=rep, params=param_shardings, opt_state=opt, rng=rep)
+
+
+def _fresh(params: Params, optimizer: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                    rng=rng)
+
+
+def create_state(params: Params, optimizer: optax.GradientTransformation, rng: jax.Array,
+                 shardings: TrainState) -> TrainState:
+  """A fresh state (step 0, new optimizer state) placed on ``shardings``."""
+  return jax.jit(lambda p, r: _fresh(p, optimizer, r), out_shardings=shardings)(params, rng)
+
+
+def abstract_state(abstract_params: Params, optimizer: optax.GradientTransformation,
+                   shardings: TrainState) -> TrainState:
+  """The shapes, dtypes and shardings of a state (what a checkpoint is restored into)."""
+  shapes = jax.eval_shape(lambda p: _fresh(p, optimizer, jax.random.PRNGKey(0)), abstract_params)
+  return with_shardings(shapes, shardings)
+
+
+def with_shardings(tree: Any, shardings: Any) -> Any:
+  """``jax.ShapeDtypeStruct``s of ``tree``'s leaves carrying ``shardings``."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      tree, shardings)
+
+
+def place(tree: Params, shardings: Params) -> Params:
+  """Puts host or device arrays onto their shardings."""
+  return jax.tree.map(lambda x, s: jax.device_put(x, s), tree, shardings)
