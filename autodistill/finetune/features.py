@@ -4,7 +4,7 @@
 ``[CLS] a [SEP] (b [SEP])``, truncating the longer text first, one token at a time, as BERT's
 ``run_classifier.py`` does. :class:`ArrayStream` serves shuffled, fixed-size global batches of
 any feature arrays forever (epoch after epoch), with a checkpointable position, to
-:func:`~autodistill.distill.trainer.run_phases`. :func:`padded_batches` serves an evaluation split
+:func:`~autodistill.train.run_phases`. :func:`padded_batches` serves an evaluation split
 once, in order, padded to full batches with a mask.
 """
 
@@ -15,12 +15,15 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from autodistill import sharding
 from autodistill.data.tokenization import WordPiece
-from autodistill.finetune.tasks import REGRESSION, TextExample
+from autodistill.finetune.task_types import CLASSIFICATION, REGRESSION, TextExample
 
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+# How a sentence task of each kind stores its labels: class ids or scores.
+LABEL_DTYPES = {CLASSIFICATION: np.int32, REGRESSION: np.float32}
 
 
 def _truncate_pair(a: np.ndarray, b: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,15 +39,17 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, budget: int) -> tuple[np.ndarra
 
 
 def encode_examples(examples: Sequence[TextExample], tokenizer: WordPiece, seq_len: int,
-                    kind: str = "classification") -> dict[str, np.ndarray]:
+                    kind: str = CLASSIFICATION) -> dict[str, np.ndarray]:
   """``input_ids``, ``token_type_ids``, ``attention_mask`` [n, seq_len] and ``labels`` [n].
 
   Pairs are ``[CLS] a [SEP] b [SEP]`` with token type 0 for ``[CLS] a [SEP]`` and 1 for
   ``b [SEP]``; single sentences ``[CLS] a [SEP]``. Labels are int32 (classification) or float32
-  (regression).
+  (regression), as :data:`LABEL_DTYPES` says.
   """
   if seq_len < 4:
     raise ValueError(f"seq_len must be at least 4 ([CLS] a [SEP] b [SEP]), not {seq_len}.")
+  if kind not in LABEL_DTYPES:
+    raise ValueError(f"sentence tasks are {list(LABEL_DTYPES)}, not {kind!r}.")
   n = len(examples)
   firsts = tokenizer.encode_batch([e.text_a for e in examples])
   pairs = [i for i, e in enumerate(examples) if e.text_b is not None]
@@ -61,8 +66,7 @@ def encode_examples(examples: Sequence[TextExample], tokenizer: WordPiece, seq_l
       row = np.concatenate([[tokenizer.cls_id], a[:seq_len - 2], [tokenizer.sep_id]])
     ids[i, :len(row)] = row
     mask[i, :len(row)] = 1
-  labels = np.asarray([e.label for e in examples],
-                      np.float32 if kind == REGRESSION else np.int32)
+  labels = np.asarray([e.label for e in examples], LABEL_DTYPES[kind])
   return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
 
 
@@ -76,8 +80,8 @@ def _fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
 
 def _shard(mesh: Mesh, data_axis: str, value: np.ndarray) -> jax.Array:
   """A global batch (every process holds all of it) as a ``jax.Array`` split over ``data_axis``."""
-  sharding = NamedSharding(mesh, PartitionSpec(data_axis, *[None] * (value.ndim - 1)))
-  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+  split = sharding.batch_sharding(mesh, value.ndim, data_axis)
+  return jax.make_array_from_callback(value.shape, split, lambda index: value[index])
 
 
 class ArrayStream:

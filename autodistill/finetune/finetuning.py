@@ -8,8 +8,8 @@ distillation, then plain fine-tuning of the student with a task head (no teacher
    MobileBERT), or the teacher (:func:`load_backbone`); or, for a baseline, only its architecture
    (``random_init``).
 2. Put the task head on it (:mod:`autodistill.finetune.heads`) and encode the task's splits.
-3. For each learning rate of the sweep, run one :class:`~autodistill.distill.trainer.Phase` in
-   ``<workdir>/lr_<rate>/`` with :func:`~autodistill.distill.trainer.run_phases`: AdamW (BERT's
+3. For each learning rate of the sweep, run one :class:`~autodistill.train.Phase` in
+   ``<workdir>/lr_<rate>/`` with :func:`~autodistill.train.run_phases`: AdamW (BERT's
    fine-tuning optimizer) or LAMB, linear warm-up and decay, evaluation on ``dev`` every
    ``eval_every`` steps, early stopping that keeps the best parameters, Orbax checkpoints (a
    killed run resumes), metrics and a progress bar.
@@ -32,101 +32,23 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 
 from autodistill import sharding
 from autodistill.data.tokenization import WordPiece
-from autodistill.distill.optim import OptimizerConfig
-from autodistill.distill.trainer import EarlyStopping, Phase, run_phases
-from autodistill.finetune import heads, metrics as metrics_lib, qa
-from autodistill.finetune.features import ArrayStream, encode_examples, padded_batches
-from autodistill.finetune.tasks import (CLASSIFICATION, DEV, REGRESSION, SPAN_QA, TRAIN, Task,
-                                        get_task)
+from autodistill.finetune import heads
+from autodistill.finetune.config import FinetuneConfig
+from autodistill.finetune.features import INPUTS, ArrayStream, padded_batches
+from autodistill.finetune.task_types import DEV, TRAIN, Task
+from autodistill.finetune.tasks import get_task
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.params import count_params
+from autodistill.train import EarlyStopping, OptimizerConfig, Phase, RunOptions, run_phases
 
 Params = Any
 Log = Callable[[str], None]
 RESULT = "result.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-  """How to fine-tune (defaults: BERT's GLUE recipe, scaled to small data).
-
-  Attributes:
-    seq_len: tokens per example (GLUE: 128; SQuAD: 384).
-    batch_size: global batch (BERT: 32).
-    num_steps: optimizer steps per run; 0 derives them from ``epochs``.
-    epochs: passes over the training split when ``num_steps`` is 0 (BERT: 3).
-    learning_rates: one run per rate; the best on dev wins (BERT sweeps 5e-5, 3e-5, 2e-5).
-    optimizer: "adamw" (BERT) or "lamb".
-    warmup_fraction: linear warm-up over this fraction of the steps, then linear decay to 0.
-    weight_decay: decoupled weight decay (not on biases and norms).
-    clip_norm: global gradient-norm clip, or None.
-    dropout: classifier dropout; None uses the encoder's ``hidden_dropout_prob`` (Hugging Face).
-    eval_every: steps between dev evaluations; 0 evaluates about ``evals_per_run`` times.
-    evals_per_run: dev evaluations per run when ``eval_every`` is 0.
-    patience: dev evaluations without improvement before stopping; 0 never stops early.
-    eval_batch_size: batch of the dev/test passes.
-    max_train_examples, max_eval_examples: use at most this many examples (0: all); a fixed,
-      seeded subset, for quick runs on large tasks.
-    doc_stride, max_query_length, n_best, max_answer_length: span QA windows and decoding
-      (BERT's run_squad defaults).
-    seed: initialisation of the head, dropout and the data order.
-    dtype: compute dtype ("float32" or "bfloat16").
-    mesh_shape: (data, model) device mesh; -1 takes the remaining devices.
-    checkpoint_every: steps between checkpoints (evaluations also checkpoint).
-    progress: show progress bars.
-  """
-
-  seq_len: int = 128
-  batch_size: int = 32
-  num_steps: int = 0
-  epochs: float = 3.0
-  learning_rates: tuple[float, ...] = (5e-5,)
-  optimizer: str = "adamw"
-  warmup_fraction: float = 0.1
-  weight_decay: float = 0.01
-  clip_norm: Optional[float] = 1.0
-  dropout: Optional[float] = None
-  eval_every: int = 0
-  evals_per_run: int = 10
-  patience: int = 5
-  eval_batch_size: int = 64
-  max_train_examples: int = 0
-  max_eval_examples: int = 0
-  doc_stride: int = 128
-  max_query_length: int = 64
-  n_best: int = 20
-  max_answer_length: int = 30
-  seed: int = 0
-  dtype: str = "float32"
-  mesh_shape: tuple[int, ...] = (-1, 1)
-  checkpoint_every: int = 500
-  progress: bool = True
-
-  def __post_init__(self):
-    object.__setattr__(self, "learning_rates", tuple(float(r) for r in self.learning_rates))
-    object.__setattr__(self, "mesh_shape", tuple(int(s) for s in self.mesh_shape))
-    problems = []
-    if not self.learning_rates or min(self.learning_rates) <= 0:
-      problems.append(f"learning_rates must be positive, got {self.learning_rates}")
-    if self.num_steps < 0 or (self.num_steps == 0 and self.epochs <= 0):
-      problems.append("set num_steps > 0 or epochs > 0")
-    if not 0 <= self.warmup_fraction < 1:
-      problems.append(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-    if self.batch_size < 1 or self.eval_batch_size < 1:
-      problems.append("batch_size and eval_batch_size must be >= 1")
-    if self.optimizer not in ("adamw", "lamb"):
-      problems.append(f"optimizer must be 'adamw' or 'lamb', not {self.optimizer!r}")
-    if problems:
-      raise ValueError("bad FinetuneConfig: " + "; ".join(problems) + ".")
-
-  def replace(self, **changes) -> "FinetuneConfig":
-    return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,11 +106,10 @@ def load_backbone(source: str | os.PathLike | Any, *, random_init: bool = False)
 
 @dataclasses.dataclass
 class TaskData:
-  """A task's encoded splits: model inputs + labels per split, and what decoding needs."""
+  """A task's encoded splits (model inputs, targets and what decoding needs) and their sizes."""
 
   task: Task
-  arrays: dict[str, dict[str, np.ndarray]]
-  qa_features: dict[str, Any] = dataclasses.field(default_factory=dict)
+  splits: dict[str, heads.EncodedSplit]
   sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -201,7 +122,8 @@ def _subset(examples: list, limit: int, seed: int, salt: str) -> list:
 
 def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
                       log: Log = print) -> TaskData:
-  """Loads and encodes the train, dev and test splits of ``task``."""
+  """Loads and encodes the train, dev and test splits of ``task`` (as its head spec says)."""
+  spec = heads.head_spec(task)
   splits = [TRAIN, DEV, *task.test_splits.values()]
   data = TaskData(task, {})
   for split in dict.fromkeys(splits):
@@ -211,18 +133,13 @@ def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
     if not examples:
       raise ValueError(f"task {task.name!r}: split {split!r} is empty.")
     data.sizes[split] = len(examples)
-    if task.kind == SPAN_QA:
-      features = qa.make_qa_features(examples, tokenizer, seq_len=config.seq_len,
-                                     doc_stride=config.doc_stride,
-                                     max_query_length=config.max_query_length)
-      data.qa_features[split] = features
-      data.arrays[split] = features.arrays()
-    else:
-      data.arrays[split] = encode_examples(examples, tokenizer, config.seq_len, task.kind)
-  windows = ", ".join(f"{split} {len(a['input_ids'])} windows"
-                      for split, a in data.arrays.items())
+    data.splits[split] = spec.encode(examples, tokenizer, config)
+  rows = {split: len(encoded.arrays["input_ids"]) for split, encoded in data.splits.items()}
+  # Span QA reads an example as one or more context windows; say how many when they differ.
+  windows = "" if rows == data.sizes else \
+      " (" + ", ".join(f"{split} {n} windows" for split, n in rows.items()) + ")"
   log(f"{task.name}: " + ", ".join(f"{split} {n} examples" for split, n in data.sizes.items())
-      + (f" ({windows})" if task.kind == SPAN_QA else ""))
+      + windows)
   return data
 
 
@@ -231,54 +148,37 @@ def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
 
 
 def task_loss(task: Task, model: Any) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
-  """``loss_fn(params, batch, rng, context)`` of the task: cross-entropy over classes (BERT
-  section 4.1), mean squared error for regression, or the mean of the start and end position
-  cross-entropies (section 4.2)."""
+  """``loss_fn(params, batch, rng, context)`` of the task: its head spec's loss (e.g.
+  :func:`~autodistill.finetune.heads.cross_entropy_loss`) of the model in training mode."""
+  loss = heads.head_spec(task).loss
 
-  def apply(params, batch, rng):
-    return model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
-                       batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+  def loss_fn(params, batch, rng, context):
+    del context  # no teacher when fine-tuning
+    outputs = model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
+                          batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+    return loss(outputs, batch)
 
-  if task.kind == SPAN_QA:
-    def loss_fn(params, batch, rng, context):
-      del context
-      start, end = apply(params, batch, rng)
-      ce = optax.softmax_cross_entropy_with_integer_labels
-      loss = 0.5 * (ce(start, batch["start_positions"]).mean()
-                    + ce(end, batch["end_positions"]).mean())
-      return loss, {}
-  elif task.kind == REGRESSION:
-    def loss_fn(params, batch, rng, context):
-      del context
-      scores = apply(params, batch, rng)[:, 0]
-      return jnp.mean((scores - batch["labels"]) ** 2), {}
-  else:
-    def loss_fn(params, batch, rng, context):
-      del context
-      logits = apply(params, batch, rng)
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-      accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32))
-      return loss, {"train_accuracy": accuracy}
   return loss_fn
 
 
 def make_evaluator(task: Task, model: Any, data: TaskData, config: FinetuneConfig,
                    mesh: jax.sharding.Mesh,
                    param_shardings: Params) -> Callable[[Params, str], dict[str, float]]:
-  """``evaluate(params, split) -> {metric: value}`` over a whole split (jitted once)."""
+  """``evaluate(params, split) -> {metric: value}`` over a whole split (jitted once): the
+  model's outputs, decoded and scored by the task's head spec."""
+  spec = heads.head_spec(task)
 
   def forward(params, batch):
     return model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
                        batch["attention_mask"], deterministic=True)
 
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  forward = jax.jit(forward, in_shardings=(param_shardings, None), out_shardings=replicated)
+  forward = jax.jit(forward, in_shardings=(param_shardings, None),
+                    out_shardings=sharding.replicated(mesh))
   data_size = mesh.shape["data"]
   batch_size = -(-config.eval_batch_size // data_size) * data_size
 
-  def outputs(params, split):
-    inputs = {k: v for k, v in data.arrays[split].items() if k in ("input_ids", "token_type_ids",
-                                                                 "attention_mask")}
+  def outputs(params, arrays):
+    inputs = {k: v for k, v in arrays.items() if k in INPUTS}
     chunks = []
     for batch, real in padded_batches(inputs, batch_size, mesh):
       out = jax.device_get(forward(params, batch))
@@ -286,31 +186,26 @@ def make_evaluator(task: Task, model: Any, data: TaskData, config: FinetuneConfi
     return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
 
   def evaluate(params: Params, split: str) -> dict[str, float]:
-    if task.kind == SPAN_QA:
-      start, end = outputs(params, split)
-      features = data.qa_features[split]
-      answers = qa.decode_spans(start, end, features, n_best=config.n_best,
-                                max_answer_length=config.max_answer_length)
-      references = {e.uid: list(e.answers) for e in features.examples}
-      return metrics_lib.squad_scores(answers, references)
-    logits = outputs(params, split)
-    labels = data.arrays[split]["labels"]
-    predictions = logits[:, 0] if task.kind == REGRESSION else np.argmax(logits, -1)
-    return metrics_lib.compute(task.metrics, predictions, labels)
+    encoded = data.splits[split]
+    predictions = spec.predict(outputs(params, encoded.arrays), encoded, config)
+    return spec.score(task, predictions, encoded)
 
   return evaluate
 
 
 def majority_baseline(task: Task, data: TaskData) -> dict[str, dict[str, float]]:
-  """Scores of always predicting the most frequent training class, per test column."""
-  if task.kind != CLASSIFICATION:
+  """Scores of always predicting the most frequent training class, per test column; empty for
+  tasks without classes."""
+  spec = heads.head_spec(task)
+  if not spec.has_classes:
     return {}
-  labels = data.arrays[TRAIN]["labels"]
+  labels = data.splits[TRAIN].arrays["labels"]
   majority = int(np.bincount(labels, minlength=task.num_labels).argmax())
   result = {}
   for column, split in task.test_splits.items():
-    gold = data.arrays[split]["labels"]
-    result[column] = metrics_lib.compute(task.metrics, np.full_like(gold, majority), gold)
+    encoded = data.splits[split]
+    constant = np.full_like(encoded.arrays["labels"], majority)
+    result[column] = spec.score(task, constant, encoded)
   return result
 
 
@@ -402,8 +297,7 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
     raise ValueError(f"batch_size {config.batch_size} is not divisible by the mesh's data axis "
                      f"({mesh.shape['data']} devices); choose a multiple.")
   model = heads.head_for(task, backbone.config, jnp.dtype(config.dtype), config.dropout)
-  example = jnp.zeros((1, 8), jnp.int32)
-  param_sh = sharding.param_shardings(sharding.logical_specs(model, example), mesh)
+  param_sh = sharding.model_shardings(model, mesh)
   rng = jax.random.PRNGKey(config.seed)
   fresh = heads.init_head_params(model, rng)
   params = fresh if backbone.encoder is None else heads.with_pretrained_encoder(
@@ -423,15 +317,15 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
                                 warmup_steps=int(config.warmup_fraction * num_steps),
                                 weight_decay=config.weight_decay, clip_norm=config.clip_norm)
     phase = Phase(f"finetune/{task.name}", num_steps, task_loss(task, model), optimizer)
-    stream = ArrayStream({k: v for k, v in data.arrays[TRAIN].items()}, config.batch_size,
-                         config.seed)
+    stream = ArrayStream(data.splits[TRAIN].arrays, config.batch_size, config.seed)
     result = run_phases(
         [phase], params, param_shardings=param_sh, mesh=mesh, train_data=stream,
         workdir=workdir / _rate_dir(rate), seed=config.seed,
-        eval_fn=lambda p: evaluate(p, DEV), eval_every=eval_every,
+        eval_fn=lambda p: evaluate(p, DEV),
         early_stopping=EarlyStopping(metric, "max", config.patience),
-        checkpoint_every=config.checkpoint_every, log_every=max(1, min(50, eval_every)),
-        progress=config.progress, log=log)
+        options=RunOptions(eval_every=eval_every, checkpoint_every=config.checkpoint_every,
+                           log_every=max(1, min(50, eval_every)), progress=config.progress),
+        log=log)
     best, best_params, best_step = result.best, result.best_params, result.best_step
     if best is None:  # no finite dev score at all (e.g. constant regression outputs): the last
       last = result.history[-1]

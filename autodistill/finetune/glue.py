@@ -1,16 +1,19 @@
-"""GLUE (nine tasks) and SQuAD v1.1 from TensorFlow Datasets, registered as downstream tasks.
+"""GLUE (nine tasks) and SQuAD v1.1 from TensorFlow Datasets, as downstream tasks.
 
 Both benchmarks hide their test labels (TFDS gives -1 for GLUE's test split and has no SQuAD test
-split), so, as :mod:`autodistill.finetune.tasks` describes, ``train`` and ``dev`` are carved from
-the official training split (:func:`tasks.carve_dev`, fixed by a hash) and the official validation
-split is the reported test split: ``glue/mnli`` reports ``validation_matched`` as MNLI-m and
-``validation_mismatched`` as MNLI-mm. The report columns are the paper's Table 3 names.
+split), so, as :mod:`autodistill.finetune.task_types` describes, ``train`` and ``dev`` are
+carved from the official training split (:func:`task_types.carve_dev`, fixed by a hash) and the
+official validation split is the reported test split: ``glue/mnli`` reports
+``validation_matched`` as MNLI-m and ``validation_mismatched`` as MNLI-mm. The report columns are
+the paper's Table 3 names.
 
 Datasets are read from a local ``data_dir`` through :mod:`autodistill.data.tfds_corpus` (never
 downloaded; prepare them once with ``tfds build glue/cola --data_dir=DIR
 --file_format=array_record``). This module imports without the ``tfds`` extra; building a task
 asks for it. Building a task opens its TFDS splits, so a missing extra or an unprepared dataset
-fails at :func:`tasks.get_task`; the examples are read on the first ``load`` and kept.
+fails at :func:`~autodistill.finetune.tasks.get_task`; the examples are read on the first
+``load`` and kept. :data:`FACTORIES` is what the registry (:mod:`autodistill.finetune.tasks`)
+reads; this module does not import it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from autodistill.data import tfds_corpus
-from autodistill.finetune import tasks
+from autodistill.finetune import task_types
 
 SQUAD_TASK = "squad"
 # The config is pinned: TFDS's squad also has v2.0 (unanswerable questions), a different task.
@@ -147,7 +150,7 @@ def _text(value: Any, name: str, key: str) -> str:
 
 
 # What a converter returns: the examples, and the keys to carve dev by (None: the uids).
-_Converted = tuple[list[tasks.Example], Optional[list[str]]]
+_Converted = tuple[list[task_types.Example], Optional[list[str]]]
 
 
 def _make_load(name: str, sources: Mapping[str, Iterable[Any]],
@@ -159,21 +162,21 @@ def _make_load(name: str, sources: Mapping[str, Iterable[Any]],
   Each TFDS split is read and converted once, on first use, and kept; ``train`` and ``dev`` are
   the two sides of one carve. Every call returns a new list.
   """
-  read: dict[str, list[tasks.Example]] = {}
+  read: dict[str, list[task_types.Example]] = {}
 
-  def load(split: str) -> list[tasks.Example]:
-    if split in (tasks.TRAIN, tasks.DEV):
-      if tasks.TRAIN not in read:
+  def load(split: str) -> list[task_types.Example]:
+    if split in (task_types.TRAIN, task_types.DEV):
+      if task_types.TRAIN not in read:
         examples, keys = convert("train", sources["train"])
-        read[tasks.TRAIN], read[tasks.DEV] = tasks.carve_dev(examples, dev_fraction, salt=name,
-                                                             keys=keys)
+        read[task_types.TRAIN], read[task_types.DEV] = task_types.carve_dev(
+            examples, dev_fraction, salt=name, keys=keys)
       return list(read[split])
     if split in tests:
       if split not in read:
         read[split] = convert(tests[split], sources[tests[split]])[0]
       return list(read[split])
     raise ValueError(f"task {name!r} has no split {split!r}; choose from "
-                     f"{[tasks.TRAIN, tasks.DEV, *tests]}.")
+                     f"{[task_types.TRAIN, task_types.DEV, *tests]}.")
 
   return load
 
@@ -199,13 +202,14 @@ def _glue_examples(name: str, spec: _GlueSpec, tfds_split: str,
         raise ValueError(f"{uid} has label {label}, not one of the {len(spec.labels)} classes "
                          f"{list(spec.labels)}.")
     texts = [_text(example[key], name, key) for key in spec.text_keys]
-    examples.append(tasks.TextExample(uid=uid, text_a=texts[0],
-                                      text_b=texts[1] if len(texts) > 1 else None, label=label))
+    examples.append(task_types.TextExample(uid=uid, text_a=texts[0],
+                                           text_b=texts[1] if len(texts) > 1 else None,
+                                           label=label))
   return examples, None
 
 
 def _glue_task(name: str, spec: _GlueSpec, data_dir: str | os.PathLike | None,
-               dev_fraction: float) -> tasks.Task:
+               dev_fraction: float) -> task_types.Task:
   _check_fraction(name, dev_fraction)
   data_dir = None if data_dir is None else os.fspath(data_dir)
   builder = tfds_corpus.load_builder(name, data_dir, user=f"GLUE task {name!r}")
@@ -216,9 +220,9 @@ def _glue_task(name: str, spec: _GlueSpec, data_dir: str | os.PathLike | None,
              for split in tfds_splits}
   tests = ", ".join(f"{tfds_split} ({column})" if len(spec.tests) > 1 else tfds_split
                     for column, _, tfds_split in spec.tests)
-  return tasks.Task(
+  return task_types.Task(
       name=name,
-      kind=tasks.CLASSIFICATION if spec.labels else tasks.REGRESSION,
+      kind=task_types.CLASSIFICATION if spec.labels else task_types.REGRESSION,
       labels=spec.labels,
       metrics=spec.metrics,
       test_splits={column: split for column, split, _ in spec.tests},
@@ -230,11 +234,11 @@ def _glue_task(name: str, spec: _GlueSpec, data_dir: str | os.PathLike | None,
       in_average=spec.in_average)
 
 
-def _glue_factory(name: str) -> tasks.TaskFactory:
+def _glue_factory(name: str) -> task_types.TaskFactory:
   spec = _GLUE_SPECS[name]
 
   def factory(data_dir: str | os.PathLike | None = None,
-              dev_fraction: float = DEFAULT_DEV_FRACTION) -> tasks.Task:
+              dev_fraction: float = DEFAULT_DEV_FRACTION) -> task_types.Task:
     return _glue_task(name, spec, data_dir, dev_fraction)
 
   factory.__name__ = factory.__qualname__ = f"glue_{name.split('/')[1]}"
@@ -250,10 +254,6 @@ def _glue_factory(name: str) -> tasks.TaskFactory:
   return factory
 
 
-for _name in GLUE_TASKS:
-  tasks.register(_name)(_glue_factory(_name))
-
-
 def _squad_examples(source: Iterable[Any]) -> _Converted:
   """QaExamples of one TFDS split of SQuAD v1.1, and each one's article title to carve by."""
   examples, titles = [], []
@@ -266,18 +266,16 @@ def _squad_examples(source: Iterable[Any]) -> _Converted:
       raise ValueError(f"SQuAD question {uid!r} has {len(texts)} answer texts but {len(starts)} "
                        "answer starts.")
     context = _text(example["context"], SQUAD_TFDS_NAME, "context")
-    examples.append(tasks.QaExample(uid=uid,
-                                    question=_text(example["question"], SQUAD_TFDS_NAME,
-                                                   "question"),
-                                    context=context, answers=texts, answer_starts=starts))
+    question = _text(example["question"], SQUAD_TFDS_NAME, "question")
+    examples.append(task_types.QaExample(uid=uid, question=question, context=context,
+                                         answers=texts, answer_starts=starts))
     # An article's questions share passages, so they go to the same side of the carve.
     titles.append(_text(example["title"], SQUAD_TFDS_NAME, "title") or context)
   return examples, titles
 
 
-@tasks.register(SQUAD_TASK)
 def squad(data_dir: str | os.PathLike | None = None,
-          dev_fraction: float = DEFAULT_DEV_FRACTION) -> tasks.Task:
+          dev_fraction: float = DEFAULT_DEV_FRACTION) -> task_types.Task:
   """SQuAD v1.1 (extractive QA) from TFDS ``squad/v1.1`` prepared under ``data_dir``.
 
   ``train``/``dev`` are carved from TFDS ``train`` by article (title), so dev questions ask
@@ -296,9 +294,9 @@ def squad(data_dir: str | os.PathLike | None = None,
   _check_features(SQUAD_TFDS_NAME, builder, ("id", "title", "context", "question", "answers"))
   sources = {split: tfds_corpus.open_split(builder, SQUAD_TFDS_NAME, split, data_dir)
              for split in ("train", "validation")}
-  return tasks.Task(
+  return task_types.Task(
       name=SQUAD_TASK,
-      kind=tasks.SPAN_QA,
+      kind=task_types.SPAN_QA,
       labels=(),
       metrics=("f1", "exact_match"),
       test_splits={"SQuAD": "test"},
@@ -307,3 +305,8 @@ def squad(data_dir: str | os.PathLike | None = None,
       description=(f"SQuAD v1.1 (TFDS {SQUAD_TFDS_NAME}): "
                    f"{_carve_description(dev_fraction)} by article, test = validation"
                    f"{_sizes(builder, ('train', 'validation'))}"))
+
+
+FACTORIES: dict[str, task_types.TaskFactory] = {
+    **{name: _glue_factory(name) for name in GLUE_TASKS}, SQUAD_TASK: squad}
+"""The tasks this module defines, for the registry :data:`autodistill.finetune.tasks.TASKS`."""

@@ -12,17 +12,31 @@ Parameters are ``{"encoder": ..., "classifier" | "qa_outputs": ...}``: the encod
 exactly the ``encoder`` of :class:`~autodistill.models.StudentForPreTraining` /
 :class:`~autodistill.models.BertForPreTraining`, so a distilled student, an exported Hugging Face
 checkpoint or the teacher drops in (:func:`with_pretrained_encoder`).
+
+Everything that differs between kinds of task lives here too, one :class:`HeadSpec` per kind in
+:data:`HEADS`: the head module, how a split is encoded (inputs and targets), the training loss,
+how outputs become predictions and how predictions are scored. The fine-tuning loop
+(:mod:`autodistill.finetune.finetuning`) reads a task's spec (:func:`head_spec`) and never
+branches on its kind.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
-from autodistill.finetune.tasks import SPAN_QA, Task
+from autodistill.data.tokenization import WordPiece
+from autodistill.finetune import metrics as metrics_lib, qa
+from autodistill.finetune.config import FinetuneConfig
+from autodistill.finetune.features import encode_examples
+from autodistill.finetune.task_types import CLASSIFICATION, REGRESSION, SPAN_QA, Example, Task
 from autodistill.models import layers
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.student import StudentEncoder
@@ -89,9 +103,7 @@ class SpanQA(nn.Module):
 def head_for(task: Task, config: Backbone, dtype: Any = jnp.float32,
              dropout: Optional[float] = None) -> nn.Module:
   """The head module a task needs on ``config``'s encoder."""
-  if task.kind == SPAN_QA:
-    return SpanQA(config, dtype=dtype)
-  return SequenceClassifier(config, task.num_labels, dropout=dropout, dtype=dtype)
+  return head_spec(task).make_head(task, config, dtype, dropout)
 
 
 def init_head_params(model: nn.Module, rng: jax.Array, seq_len: int = 8) -> Params:
@@ -122,3 +134,161 @@ def with_pretrained_encoder(params: Params, encoder: Params) -> Params:
                     (("missing", missing), ("unexpected", extra), ("shape differs at", shape))
                     if items) + ". Load the checkpoint with the config it was saved with.")
   return {**params, "encoder": jax.tree.map(jnp.asarray, encoder)}
+
+
+# ---------------------------------------------------------------------------------------------
+# What differs between kinds of task
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+  """One split of a task as its head reads it.
+
+  Attributes:
+    arrays: the model inputs (``input_ids``, ``token_type_ids``, ``attention_mask``) and the
+      training targets, one row per model input (a span QA task has a row per context window).
+    features: what decoding needs besides the model's outputs: the span QA windows
+      (:class:`~autodistill.finetune.qa.QaFeatures`); None for sentence tasks.
+  """
+
+  arrays: dict[str, np.ndarray]
+  features: Optional[qa.QaFeatures] = None
+
+
+Outputs = Any  # logits [batch, num_labels], or (start_logits, end_logits) [batch, seq] each
+Batch = Mapping[str, jax.Array]
+Loss = tuple[jax.Array, dict[str, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+  """How one kind of task is modelled, trained and decoded.
+
+  Attributes:
+    make_head: ``make_head(task, backbone_config, dtype, dropout) -> nn.Module``.
+    encode: ``encode(examples, tokenizer, config) -> EncodedSplit``: inputs and targets.
+    loss: ``loss(outputs, batch) -> (loss, metrics)``: the training loss of the head's outputs
+      (training mode) on a batch of :attr:`EncodedSplit.arrays` rows.
+    predict: ``predict(outputs, split, config)``: the predictions of a whole split's outputs
+      (class ids, scores, or answer texts by question id).
+    score: ``score(task, predictions, split) -> {metric: value}``.
+    has_classes: whether the outputs are classes, so a majority-class baseline applies.
+  """
+
+  make_head: Callable[[Task, Backbone, Any, Optional[float]], nn.Module]
+  encode: Callable[[Sequence[Example], WordPiece, FinetuneConfig], EncodedSplit]
+  loss: Callable[[Outputs, Batch], Loss]
+  predict: Callable[[Outputs, EncodedSplit, FinetuneConfig], Any]
+  score: Callable[[Task, Any, EncodedSplit], dict[str, float]]
+  has_classes: bool = False
+
+
+def _sequence_head(task: Task, config: Backbone, dtype: Any,
+                   dropout: Optional[float]) -> nn.Module:
+  return SequenceClassifier(config, task.num_labels, dropout=dropout, dtype=dtype)
+
+
+def _span_head(task: Task, config: Backbone, dtype: Any, dropout: Optional[float]) -> nn.Module:
+  del task, dropout  # two outputs per token whatever the task; no dropout before them (BERT)
+  return SpanQA(config, dtype=dtype)
+
+
+def _encode_sentences(examples: Sequence[Example], tokenizer: WordPiece, config: FinetuneConfig,
+                      *, kind: str) -> EncodedSplit:
+  """BERT's sentence (pair) inputs; labels as ``kind`` stores them (class ids or scores)."""
+  return EncodedSplit(encode_examples(examples, tokenizer, config.seq_len, kind))
+
+
+def _encode_windows(examples: Sequence[Example], tokenizer: WordPiece,
+                    config: FinetuneConfig) -> EncodedSplit:
+  """Question + context windows with the answer's start and end token as targets."""
+  features = qa.make_qa_features(examples, tokenizer, seq_len=config.seq_len,
+                                 doc_stride=config.doc_stride,
+                                 max_query_length=config.max_query_length)
+  return EncodedSplit(features.arrays(), features)
+
+
+def cross_entropy_loss(logits: jax.Array, batch: Batch) -> Loss:
+  """Softmax cross-entropy over the classes (BERT section 4.1).
+
+  ``L = -1/N sum_i log softmax(z_i)[y_i]`` for logits ``z_i`` and class ``y_i``
+  (``batch["labels"]``) of the ``N`` examples.
+
+  Returns:
+    ``L`` and ``{"train_accuracy": 1/N sum_i [argmax z_i == y_i]}``.
+  """
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+  accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32))
+  return loss, {"train_accuracy": accuracy}
+
+
+def squared_error_loss(logits: jax.Array, batch: Batch) -> Loss:
+  """Mean squared error of the single output (regression, e.g. STS-B).
+
+  ``L = 1/N sum_i (z_i0 - y_i)^2`` for the head's one output ``z_i0`` and score ``y_i``.
+  """
+  return jnp.mean((logits[:, 0] - batch["labels"]) ** 2), {}
+
+
+def span_loss(outputs: tuple[jax.Array, jax.Array], batch: Batch) -> Loss:
+  """Mean of the start and end position cross-entropies (BERT section 4.2).
+
+  ``L = 1/2 (CE(s, start) + CE(e, end))``, where ``CE(x, p) = -1/N sum_i log softmax(x_i)[p_i]``
+  over the ``N`` windows, ``s``/``e`` the start/end logits over the tokens and ``start``/``end``
+  the answer's token positions (``batch["start_positions"]``, ``batch["end_positions"]``).
+  """
+  start, end = outputs
+  ce = optax.softmax_cross_entropy_with_integer_labels
+  loss = 0.5 * (ce(start, batch["start_positions"]).mean()
+                + ce(end, batch["end_positions"]).mean())
+  return loss, {}
+
+
+def _class_ids(logits: np.ndarray, split: EncodedSplit, config: FinetuneConfig) -> np.ndarray:
+  del split, config
+  return np.argmax(logits, -1)
+
+
+def _scores(logits: np.ndarray, split: EncodedSplit, config: FinetuneConfig) -> np.ndarray:
+  del split, config
+  return logits[:, 0]
+
+
+def _answers(outputs: tuple[np.ndarray, np.ndarray], split: EncodedSplit,
+             config: FinetuneConfig) -> dict[str, str]:
+  """The best span of each question over its windows (BERT's run_squad decoding)."""
+  start, end = outputs
+  return qa.decode_spans(start, end, split.features, n_best=config.n_best,
+                         max_answer_length=config.max_answer_length)
+
+
+def _label_metrics(task: Task, predictions: np.ndarray, split: EncodedSplit) -> dict[str, float]:
+  return metrics_lib.compute(task.metrics, predictions, split.arrays["labels"])
+
+
+def _squad_metrics(task: Task, answers: Mapping[str, str],
+                   split: EncodedSplit) -> dict[str, float]:
+  del task  # SQuAD's two scores, whatever the task lists
+  references = {e.uid: list(e.answers) for e in split.features.examples}
+  return metrics_lib.squad_scores(answers, references)
+
+
+HEADS: dict[str, HeadSpec] = {
+    CLASSIFICATION: HeadSpec(
+        make_head=_sequence_head,
+        encode=functools.partial(_encode_sentences, kind=CLASSIFICATION),
+        loss=cross_entropy_loss, predict=_class_ids, score=_label_metrics, has_classes=True),
+    REGRESSION: HeadSpec(
+        make_head=_sequence_head,
+        encode=functools.partial(_encode_sentences, kind=REGRESSION),
+        loss=squared_error_loss, predict=_scores, score=_label_metrics),
+    SPAN_QA: HeadSpec(
+        make_head=_span_head, encode=_encode_windows, loss=span_loss, predict=_answers,
+        score=_squad_metrics),
+}
+"""The :class:`HeadSpec` of each task kind (:data:`~autodistill.finetune.task_types.KINDS`)."""
+
+
+def head_spec(task: Task) -> HeadSpec:
+  """How ``task``'s kind is modelled, trained and decoded (:data:`HEADS`)."""
+  return HEADS[task.kind]

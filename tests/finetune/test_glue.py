@@ -13,7 +13,7 @@ import pytest
 
 import autodistill.finetune
 from autodistill.finetune import glue, tasks
-from autodistill.finetune.tasks import QaExample, TextExample
+from autodistill.finetune.task_types import QaExample, TextExample, stable_unit
 
 TFDS_MISSING = ("tensorflow-datasets is missing: the tfds extra is not installed "
                 "(pip install 'autodistill[tfds]')")
@@ -172,7 +172,7 @@ def test_carve_is_disjoint_fixed_and_covers_the_train_split(tfds):
   assert not train_uids & dev_uids and train_uids | dev_uids == every_uid
   assert len(train) + len(dev) == 400 and 5 <= len(dev) <= 40  # ~5% of 400
   # The carve is a hash of the uid salted with the task name: independent of order and of runs.
-  expected_dev = {uid for uid in every_uid if tasks.stable_unit([uid], "glue/cola")[0] < 0.05}
+  expected_dev = {uid for uid in every_uid if stable_unit([uid], "glue/cola")[0] < 0.05}
   assert dev_uids == expected_dev
   # ... and each is read once, however often and in whatever order the task loads.
   assert task.load("dev") == dev and task.load("train") == train

@@ -8,7 +8,7 @@ import pytest
 
 from autodistill.data import WordPiece
 from autodistill.finetune.qa import decode_spans, decode_spans_with_scores, make_qa_features
-from autodistill.finetune.tasks import QaExample
+from autodistill.finetune.task_types import QaExample
 
 # 30 words that are one token each in the uncased BERT vocabulary (asserted below).
 WORDS = ("red blue green black white brown pink gold silver grey one two three four five six "
