@@ -29,11 +29,9 @@ are Vizier's ``PaddingType``s for the number of trials.
 
 Run: ``PYTHONPATH=. JAX_PLATFORMS=cpu python bench/designer_cost.py [--designer gp_bandit]
 [--max-trials 500] [--every 20] [--padding none,powers_of_2] [--keep-caches] [--seed 0]``
-(``--designer all`` or ``--designer random,eagle`` runs several). ``--max-trials 200
---every 20`` took 8 + 10.5 minutes (no padding, then ``powers_of_2``) on 2 CPU cores shared with
-other jobs (load average 4-7); ``--max-trials 500 --every 250`` 2.2 minutes; the other designers
-take about a second even at 500 trials. The numbers measured so are in the docstring of
-:mod:`autodistill.search.designers`.
+(``--designer all`` or ``--designer random,eagle`` runs several). The commands behind the
+padding and cache choices of :mod:`autodistill.search.designers.gp_bandit`, how long they take,
+and what they measured are in ``bench/README.md``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ import statistics
 import time
 from typing import Any, Optional
 
-DESIGNERS_DEFAULT = ("gp_bandit", "random", "quasi_random", "eagle", "nsga2")
-
 
 def load_table(path: pathlib.Path) -> dict[str, dict[str, Any]]:
   rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -79,10 +77,11 @@ def _mean(values, cap):
 def main(table_path: pathlib.Path, argv) -> None:
   from autodistill.search import pareto
   from autodistill.search import problem as problem_lib
+  from autodistill.search.designers import DESIGNERS
   from autodistill.space import get_space
 
   parser = argparse.ArgumentParser(description="designer replay")
-  parser.add_argument("--designers", default=",".join(DESIGNERS_DEFAULT))
+  parser.add_argument("--designers", default=",".join(DESIGNERS))
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--max-iterations", type=int, default=48)
   parser.add_argument("--hv-after", type=int, default=16,
