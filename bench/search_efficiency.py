@@ -43,7 +43,7 @@ TABLE = pathlib.Path(__file__).parent / "data" / "cpu_demo_table.jsonl"
 def table_config():
   """The config the table was built with: the demo default of the search issue (heads fitted 300
   steps, latency from >= 30 runs and >= 1 s); the demo has since been scaled down."""
-  from autodistill.search.config import default_config
+  from autodistill.config import default_config
   config = default_config()
   config.teacher.fit_steps = 300
   config.latency.min_runs = 30
@@ -53,21 +53,16 @@ def table_config():
 
 def measure_table_latency(workdir: pathlib.Path) -> None:
   """Measures the batch-1 latency of every architecture into the workdir's latency cache."""
-  from autodistill.hardware import LatencyCache, measure_space
-  from autodistill.models import hf
-  from autodistill.search.config import latency_settings_from, space_from
+  from autodistill.experiment import Experiment
+  from autodistill.hardware import measure_space
 
-  config = table_config()
-  settings = latency_settings_from(config)
-  teacher = hf.load_bert(hf.default_teacher_path()).config
-  archs = space_from(config).architectures(
-      vocab_size=teacher.vocab_size, max_position_embeddings=teacher.max_position_embeddings,
-      type_vocab_size=teacher.type_vocab_size)
-  with LatencyCache.in_workdir(workdir) as cache:
-    results = measure_space(archs, cache, device=settings.device,
-                            batch_size=settings.batch_size, seq_len=settings.seq_len,
-                            dtype=settings.dtype, min_runs=settings.min_runs,
-                            min_time_s=settings.min_time_s)
+  with Experiment.create(table_config(), workdir) as experiment:
+    settings, teacher = experiment.settings, experiment.teacher_config
+    archs = settings.space.architectures(
+        vocab_size=teacher.vocab_size, max_position_embeddings=teacher.max_position_embeddings,
+        type_vocab_size=teacher.type_vocab_size)
+    results = measure_space(archs, experiment.latency_cache, **settings.latency.key_settings,
+                            **settings.latency.timing)
   print(json.dumps({"measured": len(results), "ok": sum(r.ok for r in results)}))
 
 
@@ -85,12 +80,13 @@ def fill_losses(workdir: pathlib.Path, table: pathlib.Path) -> None:
 
 def build_table(workdir: pathlib.Path, table: pathlib.Path, limit: int,
                 reverse: bool = False) -> None:
-  from autodistill.search.evaluate import evaluate_student, prepare_context
+  from autodistill.experiment import Experiment
+  from autodistill.search.evaluate import evaluate_student
   from autodistill.search.records import TrialRecord
 
   config = table_config()
-  config.distill.progress = False
-  context = prepare_context(config, workdir)
+  config.runtime.progress = False
+  context = Experiment.create(config, workdir).search_context()
   def done() -> set[str]:  # re-read each time: several builders may share one table
     if not table.exists():
       return set()

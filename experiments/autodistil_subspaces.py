@@ -21,7 +21,7 @@ Produces what ``experiments/cpu_demo.py`` does; compare the fronts of the three 
 pointing ``autodistill report`` at each workdir.
 """
 
-from autodistill.search.config import default_config
+from autodistill.config import default_config
 
 SUBSPACES = ("tiny", "small", "base")
 

@@ -38,7 +38,7 @@ This file returns exactly :func:`autodistill.search.default_config`, the config 
 uses when ``--config`` is not given; copy it to start an experiment of your own.
 """
 
-from autodistill.search.config import default_config
+from autodistill.config import default_config
 
 
 def get_config():

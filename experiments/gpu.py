@@ -20,7 +20,7 @@ an H100-class GPU and a few hours for the 40 trials.
 Produces what ``experiments/cpu_demo.py`` does.
 """
 
-from autodistill.search.config import default_config
+from autodistill.config import default_config
 
 
 def get_config(teacher_path: str = ""):
@@ -43,8 +43,8 @@ def get_config(teacher_path: str = ""):
   c.distill.pretrain_steps = 0
   c.distill.warmup_steps = 0
   c.distill.learning_rate = 2e-3
-  c.distill.dtype = "bfloat16"
-  c.distill.mesh_shape = (-1, 1)  # every local device on the data axis.
+  c.runtime.dtype = "bfloat16"
+  c.runtime.mesh_shape = (-1, 1)  # every local device on the data axis.
   c.distill.checkpoint_every = 250
   c.distill.log_every = 50
 

@@ -25,7 +25,7 @@ BO (Figure 3). Plan on days of a pod slice.
 Produces what ``experiments/cpu_demo.py`` does, at full size.
 """
 
-from autodistill.search.config import default_config
+from autodistill.config import default_config
 
 
 def get_config(teacher_path: str = ""):
@@ -50,8 +50,8 @@ def get_config(teacher_path: str = ""):
   c.distill.pretrain_steps = 0
   c.distill.warmup_steps = 0
   c.distill.learning_rate = 1e-3  # LAMB (the paper does not state it; MobileBERT-like).
-  c.distill.dtype = "bfloat16"
-  c.distill.mesh_shape = (32, 1)  # (data, model): pure data parallelism over 32 chips.
+  c.runtime.dtype = "bfloat16"
+  c.runtime.mesh_shape = (32, 1)  # (data, model): pure data parallelism over 32 chips.
   c.distill.checkpoint_every = 1000
   c.distill.log_every = 100
 

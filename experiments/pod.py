@@ -21,7 +21,7 @@ Set ``teacher.path`` and ``data.corpus`` (``--config.teacher.path=...``) to your
 text. A search worker drives one trial per process, so the hosts of a multi-host slice cannot
 share a trial: use single-host slices for the search.
 
-Where it runs: TPU v4 pods; change ``distill.mesh_shape`` for other slices (the product must
+Where it runs: TPU v4 pods; change ``runtime.mesh_shape`` for other slices (the product must
 equal the device count; ``-1`` takes the rest). Not run by this project: the tests check the
 sharding on 8 simulated CPU devices and the multi-worker search on one machine, never a pod.
 
@@ -31,7 +31,7 @@ search workers.
 Produces what ``experiments/cpu_demo.py`` does, at full size.
 """
 
-from autodistill.search.config import default_config
+from autodistill.config import default_config
 
 ROLES = ("search", "finalize")
 
@@ -56,7 +56,7 @@ def get_config(role: str = "search"):
   c.distill.pretrain_steps = 0
   c.distill.warmup_steps = 0
   c.distill.learning_rate = 1e-3
-  c.distill.dtype = "bfloat16"
+  c.runtime.dtype = "bfloat16"
   c.distill.checkpoint_every = 1000
   c.distill.log_every = 100
   c.latency.device = "tpu:0"
@@ -68,9 +68,9 @@ def get_config(role: str = "search"):
   c.finalize.max_students = 7
   if role == "search":
     c.data.batch_size = 512  # 128 per chip of a v4-8.
-    c.distill.mesh_shape = (4, 1)  # (data, model) over the slice's 4 chips.
+    c.runtime.mesh_shape = (4, 1)  # (data, model) over the slice's 4 chips.
   else:
     c.data.batch_size = 2048  # the paper's batch, 32 per chip.
-    c.distill.mesh_shape = (16, 4)  # (data, model) over 64 chips on 16 hosts.
+    c.runtime.mesh_shape = (16, 4)  # (data, model) over 64 chips on 16 hosts.
     c.runtime.distributed = True
   return c

@@ -1,8 +1,11 @@
-"""The command line through its real entry point (``python -m autodistill``), on a tiny config.
+"""The command line on a tiny config: its commands in-process, its parsing in a subprocess.
 
-Every subcommand runs in a subprocess on the tiny but real set-up of tests/search/tiny_search.py
-(a 2-layer teacher, a synthetic corpus, a 4-student space), loaded as an experiment file with an
-argument (``--config=tiny.py:ROOT``) and changed with ``--config.a.b=value`` overrides.
+Every command runs through :func:`autodistill.main.execute` (what ``python -m autodistill`` calls
+after parsing its flags) in this process, on the tiny but real set-up of
+tests/search/tiny_search.py (a 2-layer teacher, a synthetic corpus, a 4-student space): one
+interpreter, one set of compiled programs. Two smoke tests go through the real entry point in
+a subprocess: flag and config-override parsing with its one-line errors and help, and a served
+study with a worker.
 """
 
 import csv
@@ -22,6 +25,9 @@ from autodistill import main as cli
 from autodistill.models import hf
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "search"))
+from tiny_search import make_config, make_setup  # noqa: E402
+
 TINY_EXPERIMENT = f'''"""A tiny experiment for the CLI tests: the tiny search set-up of the loop tests."""
 import pathlib
 import sys
@@ -35,11 +41,6 @@ def get_config(root):
 '''
 
 
-def root_of(config_flag: str) -> pathlib.Path:
-  """The tiny set-up's root, the argument of ``--config=tiny.py:ROOT``."""
-  return pathlib.Path(config_flag.rsplit(":", 1)[1])
-
-
 def _env():
   env = dict(os.environ)
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -47,6 +48,7 @@ def _env():
 
 
 def _cli(*args, timeout=600, cwd=None, check=None):
+  """``python -m autodistill ARGS`` in a subprocess."""
   result = subprocess.run([sys.executable, "-m", "autodistill", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd)
   if check is not None:
@@ -54,43 +56,78 @@ def _cli(*args, timeout=600, cwd=None, check=None):
   return result
 
 
+class Run:
+  """What an in-process command did: exit code, printed output, the error line if any."""
+
+  def __init__(self, code, stdout, error):
+    self.returncode, self.stdout, self.stderr = code, stdout, error
+
+
+@pytest.fixture()
+def run(capsys):
+  """``run(name, config, workdir, check=None, **flags)``: one command, in this process."""
+
+  def call(name, config, workdir, check=None, **options):
+    capsys.readouterr()
+    try:
+      cli.execute(name, config, workdir, **options)
+      code, error = 0, ""
+    except SystemExit as exit_:
+      code, error = (1, str(exit_.code)) if isinstance(exit_.code, str) else (exit_.code, "")
+    result = Run(code, capsys.readouterr().out, error)
+    if check is not None:
+      assert result.returncode == check, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+  return call
+
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-  """``--config=`` of the tiny experiment (its root holds the teacher and the corpus)."""
+def root(tmp_path_factory):
+  """The tiny set-up's root: the teacher and the corpus, written once."""
   root = tmp_path_factory.mktemp("cli_tiny")
-  (root / "tiny.py").write_text(TINY_EXPERIMENT)
-  sys.path.insert(0, str(REPO / "tests" / "search"))
-  from tiny_search import make_setup  # pylint: disable=import-outside-toplevel
   make_setup(root)
-  return f"--config={root / 'tiny.py'}:{root}"
+  return root
 
 
 @pytest.fixture(scope="module")
-def demo(tiny, tmp_path_factory):
-  """A workdir where `autodistill demo` has run the whole pipeline on the tiny config."""
+def demo(root, tmp_path_factory):
+  """A workdir where the `demo` command has run the whole pipeline on the tiny config."""
   workdir = tmp_path_factory.mktemp("cli_demo")
-  result = _cli("demo", tiny, f"--workdir={workdir}", "--config.search.num_trials=2", check=0)
-  return workdir, result
+  out = io.StringIO()
+  import contextlib  # pylint: disable=import-outside-toplevel
+  with contextlib.redirect_stdout(out):
+    cli.execute("demo", make_config(root, **{"search.num_trials": 2}), workdir)
+  return workdir, Run(0, out.getvalue(), "")
 
 
-def test_summary_command_prints_the_breakdown():
+def test_parsing_help_and_one_line_errors_through_the_entry_point(tmp_path):
+  """Subprocess smoke test: what only the real entry point does (flags, overrides, help)."""
   result = _cli("summary", "--arch=Model_512_128_1_640_2", check=0)
   assert "Model_512_128_1_640_2: 32.10M parameters" in result.stdout
-
-
-def test_bad_architecture_is_a_one_line_error_not_a_traceback():
   result = _cli("summary", "--arch=Model_512_128_3_512_4", check=1)
-  assert "bottleneck_size=128 is not divisible by num_heads=3" in result.stderr
-  assert "Traceback" not in result.stderr
-  assert len(result.stderr.strip().splitlines()) == 1
+  _one_line_error(result, "bottleneck_size=128 is not divisible by num_heads=3")
 
-
-def test_unknown_command_prints_usage():
   result = _cli("serch")
-  assert result.returncode != 0
-  assert "unknown command 'serch'" in result.stderr
+  assert result.returncode != 0 and "unknown command 'serch'" in result.stderr
   for name in cli.COMMANDS:
     assert f"  {name} " in result.stderr
+
+  result = _cli("distill", "--help", check=0)
+  assert result.stdout.startswith("usage: autodistill distill")
+  assert "--arch:" in result.stdout and "config.distill.preset" in result.stdout
+
+  result = _cli("search", f"--workdir={tmp_path}", "--config.serch.num_trials=3")
+  _one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")
+  result = _cli("search", f"--workdir={tmp_path}", "--config.search.num_trials=many")
+  _one_line_error(result, "--config.search.num_trials=many")
+  result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'nope.py'}")
+  _one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
+  # An experiment file with an argument, and an override whose value fails the config's checks.
+  (tmp_path / "tiny.py").write_text(TINY_EXPERIMENT)
+  result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'tiny.py'}:{tmp_path}",
+                "--config.search.num_trials=0")
+  _one_line_error(result, "config.search.num_trials=0", "a whole number > 0")
 
 
 def test_every_command_has_help_that_explains_its_flags():
@@ -102,18 +139,14 @@ def test_every_command_has_help_that_explains_its_flags():
     if name != "summary":
       assert "--config:" in text and "--workdir:" in text and "--config.FIELD=VALUE" in text
       assert "search.designer='gp_bandit': gp_bandit | random" in text  # the config reference
-  from autodistill.search.config import default_config, field_docs
+  from autodistill.config import default_config, field_docs
   config, docs = default_config(), field_docs()
   assert sorted(docs) == sorted(f"{s}.{f}" for s in config.keys() for f in config[s].keys())
   assert all(docs.values()), [k for k, v in docs.items() if not v]  # every field is explained
-  result = _cli("distill", "--help", check=0)  # and through the entry point
-  assert result.stdout.startswith("usage: autodistill distill")
-  assert "--arch:" in result.stdout and "config.distill.preset" in result.stdout
 
 
 def test_experiment_configs_load_and_pass_the_checks():
-  from autodistill.pipeline import check_config
-  from autodistill.search.config import default_config, distill_config_from, space_from
+  from autodistill.config import default_config, parse_config
   from ml_collections import config_flags
   loaded = {}
   for path in sorted((REPO / "experiments").glob("*.py")):
@@ -122,82 +155,90 @@ def test_experiment_configs_load_and_pass_the_checks():
     loaded[path.stem] = module
   assert set(loaded) >= {"paper_table1", "cpu_demo", "gpu", "pod", "autodistil_subspaces"}
   assert loaded["cpu_demo"].get_config().to_dict() == default_config().to_dict()
-  check_config(loaded["cpu_demo"].get_config())
-  paper = loaded["paper_table1"].get_config("/ckpt/ib-bert-large")
-  plan = distill_config_from(paper.distill).plan(space_from(paper).fixed["num_blocks"])
+  parse_config(loaded["cpu_demo"].get_config())
+  paper = parse_config(loaded["paper_table1"].get_config("/ckpt/ib-bert-large"))
+  plan = paper.distill.plan(paper.space.fixed["num_blocks"])
   assert (plan.progressive_steps, plan.pretrain_steps, plan.warmup_steps) == (12_000, 25_000, 500)
-  final = distill_config_from(paper.finalize, preset="regular").plan(24)
+  final = paper.finalize.recipe.plan(24)
   assert (final.progressive_steps, final.pretrain_steps) == (240_000, 500_000)
-  assert paper.data.batch_size == 2048 and space_from(paper).size == 576
+  assert paper.data.batch_size == 2048 and paper.space.size == 576
   assert paper.teacher.path == "/ckpt/ib-bert-large"
   for subspace, valid in (("tiny", 96), ("small", 96), ("base", 48)):
-    assert space_from(loaded["autodistil_subspaces"].get_config(subspace)).num_valid == valid
+    assert parse_config(loaded["autodistil_subspaces"].get_config(subspace)).space.num_valid == valid
   with pytest.raises(ValueError, match="unknown AutoDistil sub-space 'huge'"):
     loaded["autodistil_subspaces"].get_config("huge")
-  pod = loaded["pod"].get_config("finalize")
-  assert tuple(pod.distill.mesh_shape) == (16, 4) and pod.runtime.distributed
-  assert tuple(loaded["gpu"].get_config().distill.mesh_shape) == (-1, 1)
+  pod = parse_config(loaded["pod"].get_config("finalize"))
+  assert pod.runtime.mesh_shape == (16, 4) and pod.runtime.distributed
+  # Regression: the winners' recipe was built from config.finalize, which has no mesh, so the
+  # promised (data=16, model=4) mesh ran as pure data parallelism.
+  assert pod.finalize.recipe.mesh_shape == (16, 4) and pod.finalize.recipe.dtype == "bfloat16"
+  assert pod.distill.mesh_shape == (16, 4) and pod.finetune.recipe.mesh_shape == (16, 4)
+  assert parse_config(loaded["gpu"].get_config()).runtime.mesh_shape == (-1, 1)
 
 
-def test_teacher_latency_distill_and_export_commands(tiny, tmp_path):
+def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkeypatch):
   # A fresh workdir, given relative to the current directory as users do (Orbax itself
   # refuses relative paths).
-  workdir, cwd = tmp_path / "work", tmp_path
-  result = _cli("teacher", tiny, "--workdir=work", cwd=cwd, check=0)
+  workdir = tmp_path / "work"
+  monkeypatch.chdir(tmp_path)
+  config = make_config(root)
+  result = run("teacher", config, "work", check=0)
   assert "teacher: 2 layers" in result.stdout
   summary = json.loads((workdir / "teacher" / "summary.json").read_text())
   assert summary["layers"] == 2 and 0.0 <= summary["evals"]["mlm_accuracy"] <= 1.0
 
-  result = _cli("latency", tiny, "--workdir=work", cwd=cwd, check=0)
+  result = run("latency", config, "work", check=0)
   rows = (workdir / "latency.csv").read_text().strip().splitlines()
   assert len(rows) == 1 + 4  # a header and the 4 students of the tiny space
   assert "4 measured, 0 failed" in result.stdout
 
   # The name leaves num_blocks and embedding_size to the space's fixed fields.
-  result = _cli("distill", tiny, "--workdir=work", "--arch=Model_24_16_2_32_1",
-                "--config.distill.preset=regular", cwd=cwd, check=0)
+  result = run("distill", make_config(root, **{"distill.preset": "regular"}), "work",
+               arch="Model_24_16_2_32_1", check=0)
   out = workdir / "distill" / "Model_24_16_2_32_1-num_blocks=2-embedding_size=16"
   recorded = json.loads((out / "result.json").read_text())
   assert recorded["preset"] == "regular" and recorded["global_step"] == 2 * 2 + 3
   assert "held-out MLM accuracy" in result.stdout
   assert hf.load_student(out / "hf").config.hidden_size == 24
-  assert (out / "hf" / "vocab.txt").read_text() == (root_of(tiny) / "teacher" / "vocab.txt").read_text()
+  assert (out / "hf" / "vocab.txt").read_text() == (root / "teacher" / "vocab.txt").read_text()
 
-  result = _cli("export", f"--workdir={workdir}", "--source=trials/7")
+  result = run("export", config, workdir, source="trials/7")
   _one_line_error(result, "holds no finished distillation", "trials/0007")
   target = tmp_path / "exported"
-  result = _cli("export", f"--workdir={workdir}", f"--source={out.relative_to(workdir)}",
-                f"--output={target}", check=0)
+  result = run("export", config, workdir, source=str(out.relative_to(workdir)),
+               output=str(target), check=0)
   assert f"exported {out.name} to {target}" in result.stdout
   assert hf.load_student(target).config.name == out.name
   assert (target / "vocab.txt").exists()  # AutoTokenizer.from_pretrained(target) works
 
 
-def test_search_report_and_finalize_commands(tiny, demo):
+def test_search_report_and_finalize_commands(root, demo, run):
   workdir, _ = demo  # the demo's 2 trials; the search command adds a third
-  result = _cli("search", tiny, f"--workdir={workdir}", "--config.search.num_trials=3", check=0)
+  config = make_config(root, **{"search.num_trials": 3})
+  result = run("search", config, workdir, check=0)
   assert "trial 3:" in result.stdout and "trial 1:" not in result.stdout  # resumed, not redone
   records = json.loads((workdir / "trials.json").read_text())
   assert [r["trial_id"] for r in records] == [1, 2, 3]
   (workdir / "pareto_front.png").unlink()
   table = (workdir / "trials.csv").read_text()
   (workdir / "trials.csv").unlink()
-  _cli("report", tiny, f"--workdir={workdir}", "--config.search.num_trials=3", check=0)
+  run("report", config, workdir, check=0)
   assert (workdir / "pareto_front.png").exists()
   assert (workdir / "trials.csv").read_text() == table  # rebuilt from the study alone
 
-  result = _cli("finalize", tiny, f"--workdir={workdir}", "--config.search.num_trials=3",
-                "--config.finalize.trials=(3,)", check=0)
+  result = run("finalize", make_config(root, **{"search.num_trials": 3, "finalize.trials": (3,)}),
+               workdir, check=0)
   final = json.loads((workdir / "final" / "summary.json").read_text())
   assert [f["trial_id"] for f in final] == [3] and final[0]["regular"]["steps"] == 2 * 2 + 3
   assert hf.load_student(final[0]["hf"]).config.name == final[0]["name"] == records[2]["name"]
   assert f"finalized {final[0]['name']}" in result.stdout
 
 
-def test_finetune_command_adds_models_and_tasks_to_the_report(tiny, demo):
+def test_finetune_command_adds_models_and_tasks_to_the_report(root, demo, run):
   workdir, _ = demo
-  result = _cli("finetune", tiny, f"--workdir={workdir}", "--model=random,teacher",
-                "--task=bbc_topic,tweet_sentiment", check=0)
+  config = make_config(root)
+  result = run("finetune", config, workdir, model="random,teacher",
+               task="bbc_topic,tweet_sentiment", check=0)
   rows = list(csv.DictReader(io.StringIO((workdir / "finetune" / "report.csv").read_text())))
   models = [row["model"] for row in rows]
   final = json.loads((workdir / "pipeline.json").read_text())["final"][0]["name"]
@@ -210,8 +251,7 @@ def test_finetune_command_adds_models_and_tasks_to_the_report(tiny, demo):
   assert by_model[final]["Tweets"] == "" and by_model[final]["avg"] == ""  # not run on tweets
   assert "random-" + final in result.stdout
   # Finished pairs are read back, not run again.
-  again = _cli("finetune", tiny, f"--workdir={workdir}", "--model=teacher", "--task=bbc_topic",
-               check=0)
+  again = run("finetune", config, workdir, model="teacher", task="bbc_topic", check=0)
   assert "done earlier" in again.stdout and "steps of batch" not in again.stdout
 
 
@@ -247,16 +287,24 @@ def _free_port() -> int:
     return sock.getsockname()[1]
 
 
-def test_serve_and_a_worker_through_the_cli(tiny, tmp_path):
+def test_serve_through_the_entry_point_and_a_worker(root, run, tmp_path):
+  """Subprocess smoke test: `autodistill serve` serves a study a worker completes."""
+  (root / "tiny.py").write_text(TINY_EXPERIMENT)
   workdir, port = tmp_path / "served", _free_port()
-  common = [tiny, f"--workdir={workdir}", "--config.search.num_trials=1"]
   server = subprocess.Popen(
-      [sys.executable, "-m", "autodistill", "serve", *common, "--host=localhost",
+      [sys.executable, "-m", "autodistill", "serve", f"--config={root / 'tiny.py'}:{root}",
+       f"--workdir={workdir}", "--config.search.num_trials=1", "--host=localhost",
        f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
   try:
-    time.sleep(3)
-    worker = _cli("search", *common, f"--config.search.endpoint=localhost:{port}",
-                  "--config.search.client_id=cli-worker", check=0)
+    deadline = time.time() + 120
+    while time.time() < deadline and server.poll() is None:
+      with socket.socket() as sock:
+        if sock.connect_ex(("localhost", port)) == 0:
+          break
+      time.sleep(0.5)
+    worker = run("search", make_config(root, **{
+        "search.num_trials": 1, "search.endpoint": f"localhost:{port}",
+        "search.client_id": "cli-worker"}), workdir, check=0)
     output, _ = server.communicate(timeout=120)
   finally:
     server.kill()
@@ -265,7 +313,7 @@ def test_serve_and_a_worker_through_the_cli(tiny, tmp_path):
   records = json.loads((workdir / "trials.json").read_text())
   assert len(records) == 1 and (workdir / "pareto_front.png").exists()
   assert (workdir / "trials" / "0001" / "record.json").exists()  # the worker ran it here
-  assert "Traceback" not in worker.stderr
+  assert "trial 1" in worker.stdout
 
 
 # The errors people hit first: one line with the cause and the fix, exit code 1, no traceback.
@@ -285,48 +333,41 @@ def _one_line_error(result, *fragments):
     assert fragment in lines[0], lines[0]
 
 
-def test_unknown_task_and_missing_final_students(tmp_path):
-  result = _cli("finetune", f"--workdir={tmp_path}", "--task=glue/colaa")
+def test_unknown_task_and_missing_final_students(run, tmp_path):
+  from autodistill.config import default_config
+  result = run("finetune", default_config(), tmp_path, task="glue/colaa")
   _one_line_error(result, "unknown task 'glue/colaa'", "glue/cola", "bbc_topic")
-  result = _cli("finetune", f"--workdir={tmp_path}", "--task=bbc_topic")
+  result = run("finetune", default_config(), tmp_path, task="bbc_topic")
   _one_line_error(result, "no finalized students", "--model=teacher")
 
 
-def test_missing_teacher_path(tmp_path):
-  result = _cli("search", f"--workdir={tmp_path}", f"--config.teacher.path={tmp_path / 'nope'}")
-  _one_line_error(result, "teacher checkpoint not found", "--config.teacher.path")
+def test_missing_teacher_corpus_and_bad_values(run, root, tmp_path):
+  config = make_config(root, **{"teacher.path": str(tmp_path / "nope")})
+  _one_line_error(run("search", config, tmp_path), "teacher checkpoint not found",
+                  "--config.teacher.path")
+  config = make_config(root, **{"data.corpus": str(tmp_path / "nope")})
+  _one_line_error(run("teacher", config, tmp_path), "corpus not found", "--config.data.corpus")
+  config = make_config(root, **{"latency.seq_len": 4096})
+  _one_line_error(run("teacher", config, tmp_path), "config.latency.seq_len=4096 exceeds the "
+                  "teacher's", "--config.latency.seq_len=")
+  config = make_config(root, **{"distill.pretrain_steps": -5})
+  _one_line_error(run("distill", config, tmp_path, arch="Model_24_16_2_32_1"),
+                  "config.distill.pretrain_steps=-5", ">= 0")
+  config = make_config(root, **{"search.designer": "bayes"})
+  _one_line_error(run("search", config, tmp_path), "config.search.designer='bayes'", "gp_bandit")
+  assert not (tmp_path / "study.sqlite").exists()  # nothing was started
 
 
-def test_missing_corpus(tmp_path):
-  result = _cli("teacher", f"--workdir={tmp_path}", f"--config.data.corpus={tmp_path / 'nope'}")
-  _one_line_error(result, "corpus not found", "--config.data.corpus")
-
-
-def test_sequence_longer_than_the_teachers_positions(tiny, tmp_path):
-  result = _cli("teacher", tiny, f"--workdir={tmp_path}", "--config.latency.seq_len=4096")
-  _one_line_error(result, "config.latency.seq_len=4096 exceeds the teacher's",
-                  "--config.latency.seq_len=")
-
-
-def test_config_typo_names_the_field_and_the_fix(tmp_path):
-  result = _cli("search", f"--workdir={tmp_path}", "--config.serch.num_trials=3")
-  _one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")
-  result = _cli("search", f"--workdir={tmp_path}", "--config.search.num_trials=many")
-  _one_line_error(result, "--config.search.num_trials=many")
-  result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'nope.py'}")
-  _one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
-
-
-def test_unwritable_workdir(tmp_path):
+def test_unwritable_workdir(run, root, tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
-  result = _cli("search", f"--workdir={blocker / 'workdir'}")
+  result = run("search", make_config(root), blocker / "workdir")
   _one_line_error(result, "cannot write to workdir", "--workdir=")
 
 
-def test_workdir_of_an_incompatible_run(tiny, demo):
+def test_workdir_of_an_incompatible_run(root, demo, run):
   workdir, _ = demo
   before = (workdir / "trials.json").read_text()
-  result = _cli("search", tiny, f"--workdir={workdir}", "--config.search.designer=quasi_random")
+  result = run("search", make_config(root, **{"search.designer": "quasi_random"}), workdir)
   _one_line_error(result, "designer", "quasi_random")
   assert (workdir / "trials.json").read_text() == before  # nothing lost

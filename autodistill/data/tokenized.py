@@ -18,6 +18,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from autodistill import files
 from autodistill.data.corpora import Corpus, CorpusStats
 from autodistill.data.tokenization import SPLITTER_VERSION, WordPiece, split_sentences
 
@@ -136,13 +137,13 @@ def tokenize_corpus(corpus: Corpus, tokenizer: WordPiece,
 
 
 def _save(path: pathlib.Path, corpus: TokenizedCorpus) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "wb") as f:
-    np.savez(f, tokens=corpus.tokens, sentence_starts=corpus.sentence_starts,
-             document_starts=corpus.document_starts, document_hashes=corpus.document_hashes,
-             stats=np.array(json.dumps(corpus.stats)))
-  os.replace(tmp, path)
+  def write(tmp: pathlib.Path) -> None:
+    with open(tmp, "wb") as f:
+      np.savez(f, tokens=corpus.tokens, sentence_starts=corpus.sentence_starts,
+               document_starts=corpus.document_starts, document_hashes=corpus.document_hashes,
+               stats=np.array(json.dumps(corpus.stats)))
+
+  files.atomic_write(path, write)
 
 
 def _load(path: pathlib.Path, key: str) -> TokenizedCorpus:

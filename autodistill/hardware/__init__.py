@@ -8,7 +8,7 @@
   a sweep that fills it for a whole design space; :func:`latency_command` prints as it goes.
 """
 
-from autodistill.hardware.cache import CACHE_FILENAME, LatencyCache, write_results
+from autodistill.hardware.cache import CACHE_FILENAME, LatencyCache, LatencySettings, write_results
 from autodistill.hardware.devices import available_devices, host_cpu, resolve_device
 from autodistill.hardware.flops import analytic_flops
 from autodistill.hardware.latency import (

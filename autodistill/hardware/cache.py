@@ -17,12 +17,14 @@ unless asked (``retry_failed``).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import pathlib
 import sqlite3
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
+from autodistill import files
 from autodistill.hardware import latency as latency_lib
 from autodistill.hardware.latency import KEY_FIELDS, LatencyResult, MeasurementKey
 
@@ -38,6 +40,35 @@ _CREATE = (
     + ", status TEXT NOT NULL, median_ms REAL, measured_at TEXT, result TEXT NOT NULL, "
     + f"PRIMARY KEY ({', '.join(KEY_FIELDS)}))")
 _WHERE_KEY = " AND ".join(f"{f} = ?" for f in KEY_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencySettings:
+  """How a student's latency is measured on the target device (paper section 3.4: batch 1).
+
+  Attributes:
+    device: a device string ("cpu", "gpu:0"); None = JAX's default device.
+    batch_size, seq_len, dtype: the timed forward pass (part of the cache key).
+    min_runs, min_time_s: the timing policy (not part of the key).
+  """
+
+  device: Optional[str] = None
+  batch_size: int = 1
+  seq_len: int = 128
+  dtype: str = "float32"
+  min_runs: int = 30
+  min_time_s: float = 1.0
+
+  @property
+  def key_settings(self) -> dict[str, Any]:
+    """The settings that identify a measurement in the latency cache."""
+    return {"device": self.device, "batch_size": self.batch_size, "seq_len": self.seq_len,
+            "dtype": self.dtype}
+
+  @property
+  def timing(self) -> dict[str, Any]:
+    """The timing policy, as keyword arguments of :func:`measure_latency`."""
+    return {"min_runs": self.min_runs, "min_time_s": self.min_time_s}
 
 
 def _key_values(key: MeasurementKey) -> tuple:
@@ -103,6 +134,17 @@ class LatencyCache:
         f"VALUES ({', '.join('?' * len(columns))})", values)
     self._db.commit()
 
+  def get_or_measure(self, arch: latency_lib.Architecture,
+                     settings: LatencySettings) -> LatencyResult:
+    """The cached latency of ``arch`` under ``settings``, measured and stored if the cache has
+    none (or only a failed measurement). A failed measurement is returned, not raised."""
+    cached = self.get(arch, **settings.key_settings)
+    if cached is not None and cached.ok:
+      return cached
+    result = latency_lib.measure_latency(arch, **settings.key_settings, **settings.timing)
+    self.put(result)
+    return result
+
   def delete(self, key: MeasurementKey) -> bool:
     """Forgets one result; True when there was one."""
     cursor = self._db.execute(f"DELETE FROM latency WHERE {_WHERE_KEY}", _key_values(key))
@@ -150,18 +192,17 @@ def write_results(results: Iterable[LatencyResult], path: PathLike) -> pathlib.P
   objects), chosen by the suffix of ``path``; the file is replaced atomically."""
   path = check_results_path(path)
   rows = [r.to_dict() for r in results]
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "w", encoding="utf-8", newline="") as f:
-    if path.suffix.lower() == ".json":
-      json.dump(rows, f, indent=1)
-      f.write("\n")
-    else:
-      fields = [field for field in LatencyResult.__dataclass_fields__]
-      writer = csv.DictWriter(f, fieldnames=fields)
-      writer.writeheader()
-      for row in rows:
-        row["times_ms"] = json.dumps(row["times_ms"])
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-  os.replace(tmp, path)
-  return path
+
+  def write(tmp: pathlib.Path) -> None:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+      if path.suffix.lower() == ".json":
+        json.dump(rows, f, indent=1)
+        f.write("\n")
+      else:
+        writer = csv.DictWriter(f, fieldnames=list(LatencyResult.__dataclass_fields__))
+        writer.writeheader()
+        for row in rows:
+          row["times_ms"] = json.dumps(row["times_ms"])
+          writer.writerow({k: "" if v is None else v for k, v in row.items()})
+
+  return files.atomic_write(path, write)

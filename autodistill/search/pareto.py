@@ -6,8 +6,8 @@ one; the Pareto front is the set of feasible trials that no other feasible trial
 Identical vectors do not dominate each other, so repeated evaluations of one architecture (or
 two architectures that measure the same) are all on the front.
 
-Objectives are :class:`~autodistill.search.problem.Objective` instances or their names in
-:data:`~autodistill.search.problem.OBJECTIVES`. A missing (``None``) or NaN metric makes a vector
+Objectives are :class:`~autodistill.search.settings.Objective` instances or their names in
+:data:`~autodistill.search.settings.OBJECTIVES`. A missing (``None``) or NaN metric makes a vector
 incomplete: it neither dominates nor is dominated, and its trial is never on the front.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Hashable, Optional, Sequence, Union
 
-from autodistill.search.problem import DEFAULT_OBJECTIVES, Objective, get_objectives
+from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective, get_objectives
 from autodistill.search.records import TrialRecord
 
 ObjectiveLike = Union[str, Objective]

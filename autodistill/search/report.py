@@ -24,8 +24,9 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from autodistill import files
 from autodistill.search.pareto import (
     ObjectiveLike,
     as_objectives,
@@ -35,7 +36,7 @@ from autodistill.search.pareto import (
     metric_vector,
     pareto_front,
 )
-from autodistill.search.problem import DEFAULT_OBJECTIVES, Objective
+from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective
 from autodistill.search.records import COMPLETED, INFEASIBLE, TrialRecord
 
 PathLike = str | os.PathLike
@@ -68,34 +69,6 @@ def _by_trial(records: Sequence[TrialRecord]) -> list[TrialRecord]:
   return sorted(records, key=lambda r: r.trial_id)
 
 
-def _json_default(value: Any) -> Any:
-  """NumPy scalars and arrays (``.item()`` / ``.tolist()``) and paths, for json.dumps."""
-  if hasattr(value, "tolist"):
-    return value.tolist()
-  if hasattr(value, "item"):
-    return value.item()
-  if isinstance(value, os.PathLike):
-    return os.fspath(value)
-  raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
-
-
-def _atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> pathlib.Path:
-  """Calls ``write(tmp)`` on a temporary sibling of ``path`` and renames it over ``path``."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
-  return path
-
-
-def _atomic_write_text(path: pathlib.Path, text: str) -> pathlib.Path:
-  return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def factor_names(records: Sequence[TrialRecord]) -> list[str]:
   """Every factor of the records, in order of first appearance (trial-id order)."""
   names: dict[str, None] = {}
@@ -108,7 +81,7 @@ def _cell(value: Any) -> str:
   if value is None:
     return ""
   if isinstance(value, (list, tuple, dict)):
-    return json.dumps(value, default=_json_default)
+    return json.dumps(value, default=files.json_default)
   if hasattr(value, "item"):  # NumPy scalar
     value = value.item()
   return repr(value) if isinstance(value, float) else str(value)
@@ -151,9 +124,9 @@ def write_trials_table(records: Sequence[TrialRecord], directory: PathLike
       else:
         row[column] = _cell(getattr(record, column))
     writer.writerow(row)
-  csv_path = _atomic_write_text(directory / TRIALS_CSV, buffer.getvalue())
-  json_path = _atomic_write_text(directory / TRIALS_JSON, json.dumps(
-      [r.to_dict() for r in records], indent=2, default=_json_default) + "\n")
+  csv_path = files.write_text(directory / TRIALS_CSV, buffer.getvalue())
+  json_path = files.write_text(directory / TRIALS_JSON, json.dumps(
+      [r.to_dict() for r in records], indent=2, default=files.json_default) + "\n")
   return csv_path, json_path
 
 
@@ -192,8 +165,8 @@ def write_front(records: Sequence[TrialRecord], directory: PathLike,
       "front": [r.to_dict() for r in front],
       "dominating_baseline": [r.to_dict() for r in beating],
   }
-  return _atomic_write_text(pathlib.Path(directory) / FRONT_JSON,
-                            json.dumps(content, indent=2, default=_json_default) + "\n")
+  return files.write_text(pathlib.Path(directory) / FRONT_JSON,
+                            json.dumps(content, indent=2, default=files.json_default) + "\n")
 
 
 def _finite(value: Optional[float]) -> bool:
@@ -291,7 +264,7 @@ def plot_search(records: Sequence[TrialRecord], path: PathLike,
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=8, loc="best")
   fig.tight_layout()
-  return _atomic_write(pathlib.Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+  return files.atomic_write(pathlib.Path(path), lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _format(value: Any, name: str) -> str:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from autodistill.distill import (PRESETS, DistillConfig, OptimizerConfig, distill, load_distilled,
-                                 prepare_teacher, read_metrics, step_plan)
+                                 prepare_teacher, step_plan)
 from autodistill.distill.teacher import PreparedTeacher
 from autodistill.models import StudentConfig
+from autodistill.train import read_metrics
 
 from synthetic import tiny_data, tiny_student, tiny_teacher
 
@@ -54,6 +55,20 @@ def test_explicit_steps_override_and_bad_settings_are_rejected():
     DistillConfig(alpha=1.5)
   assert DistillConfig(optimizer={"learning_rate": 3e-3}).optimizer.learning_rate == 3e-3
 
+
+
+def test_counts_left_to_the_preset_follow_the_explicit_ones_by_the_papers_ratios():
+  # Regression: warm-up "from the preset" was the preset's 500 steps capped at the phase (40 of
+  # 40: the learning rate never decayed), and steps per block came from the preset's 25k
+  # pre-training steps (6,000 per block for 40 pre-training steps), breaking the 0.48 ratio.
+  plan = step_plan("flash", 2, pretrain_steps=40)
+  assert plan.warmup_steps == 1  # 2% of 40, as 500 of 25k
+  assert plan.steps_per_block == 10  # round(0.48 * 40 / 2)
+  assert plan.progressive_steps / plan.pretrain_steps == pytest.approx(0.48, rel=0.05)
+  plan = step_plan("regular", 4, pretrain_steps=1000, warmup_steps=50)
+  assert (plan.steps_per_block, plan.warmup_steps) == (120, 50)
+  with pytest.raises(ValueError, match="pretrain_steps must be >= 0"):
+    step_plan("flash", 2, pretrain_steps=-5)
 
 # ---------------------------------------------------------------------------------------------
 # End to end on tiny models

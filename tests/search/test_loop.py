@@ -14,10 +14,11 @@ import time
 
 import pytest
 
-from autodistill.distill import NonFiniteLossError
+from autodistill import pipeline
+from autodistill.config import parse_config
+from autodistill.train import NonFiniteLossError
 from autodistill.models import hf
-from autodistill.search import loop
-from autodistill.search.finalize import finalize
+from autodistill.search import IncompatibleStudyError, loop
 from autodistill.search.records import COMPLETED, INFEASIBLE
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -53,12 +54,12 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   # Students with hidden size 32 have more parameters than this limit: pruned, never distilled.
   from autodistill.models import params as counting
   config = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12})
-  small = loop.space_from(config).config({"hidden_size": 24, "bottleneck_size": 16,
+  small = parse_config(config).space.config({"hidden_size": 24, "bottleneck_size": 16,
                                           "num_heads": 2, "intermediate_size": 32, "num_ffn": 2},
                                          vocab_size=612, max_position_embeddings=64)
   config.search.max_params = counting.analytic_param_count(small, heads=False)
   messages = []
-  result = loop.search(config, tmp_path, log=messages.append)
+  result = pipeline.search_stage(config, tmp_path, log=messages.append)
 
   by_id = {r.trial_id: r for r in result.records}
   assert by_id[1].is_baseline and by_id[1].status == INFEASIBLE  # the baseline is too big
@@ -84,7 +85,7 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
 
   # Re-running the finished search trains nothing and reports the same trials.
   distilled.clear()
-  again = loop.search(config, tmp_path, log=messages.append)
+  again = pipeline.search_stage(config, tmp_path, log=messages.append)
   assert distilled == [] and [r.to_dict() for r in again.records] == [
       r.to_dict() for r in result.records]
 
@@ -92,13 +93,13 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   other = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12,
                                      "search.designer": "quasi_random"})
   other.search.max_params = config.search.max_params
-  with pytest.raises(loop.IncompatibleStudyError, match="designer='random'.*fresh --workdir"):
-    loop.search(other, tmp_path, log=messages.append)
+  with pytest.raises(IncompatibleStudyError, match="designer='random'.*fresh --workdir"):
+    pipeline.search_stage(other, tmp_path, log=messages.append)
   assert distilled == []
 
   # Finalize: regular distillation of the front, exported as Orbax and Hugging Face checkpoints.
   config.finalize.max_students = 1
-  summaries = finalize(config, tmp_path, log=messages.append)
+  summaries = pipeline.finalize_stage(config, tmp_path, log=messages.append)
   assert len(summaries) == 1
   winner = summaries[0]
   assert winner["trial_id"] in {r.trial_id for r in result.front}
@@ -109,7 +110,7 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   assert (pathlib.Path(winner["orbax"])).exists()
   assert json.loads((tmp_path / "final" / "summary.json").read_text()) == summaries
   with pytest.raises(ValueError, match="no trial 99"):
-    finalize(_with_trials(config, (99,)), tmp_path, log=messages.append)
+    pipeline.finalize_stage(_with_trials(config, (99,)), tmp_path, log=messages.append)
 
 
 def _with_trials(config, trials):
@@ -128,7 +129,7 @@ def test_a_failing_trial_is_infeasible_and_the_search_goes_on(setup_root, tmp_pa
 
   monkeypatch.setitem(loop.evaluate_student.__globals__, "distill", distill_failing_for_one_ffn)
   config = make_config(setup_root, **{"search.num_trials": 4, "search.designer": "quasi_random"})
-  result = loop.search(config, tmp_path, log=lambda m: None)
+  result = pipeline.search_stage(config, tmp_path, log=lambda m: None)
   failed = [r for r in result.records if r.factors.get("num_ffn") == 1]
   ok = [r for r in result.records if r.factors.get("num_ffn") == 2]
   assert failed and ok

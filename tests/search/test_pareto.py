@@ -14,7 +14,7 @@ from autodistill.search.pareto import (
     hypervolume,
     pareto_front,
 )
-from autodistill.search.problem import OBJECTIVES
+from autodistill.search.settings import OBJECTIVES
 from autodistill.search.records import TrialRecord
 
 ACC_LAT = ("mlm_accuracy", "latency_ms")

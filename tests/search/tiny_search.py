@@ -42,7 +42,7 @@ def make_setup(root: pathlib.Path) -> dict:
       "data.batch_size": 8, "data.eval_fraction": 0.2,
       "search.num_trials": 3, "search.designer": "random",
       "distill.steps_per_block": 2, "distill.pretrain_steps": 3, "distill.warmup_steps": 1,
-      "distill.checkpoint_every": 2, "distill.log_every": 1, "distill.progress": False,
+      "distill.checkpoint_every": 2, "distill.log_every": 1, "runtime.progress": False,
       "latency.seq_len": 16, "latency.min_runs": 3, "latency.min_time_s": 0.01,
       "latency.device": "cpu",
       "finalize.steps_per_block": 2, "finalize.pretrain_steps": 3, "finalize.warmup_steps": 1,
@@ -52,7 +52,7 @@ def make_setup(root: pathlib.Path) -> dict:
 
 
 def make_config(root: pathlib.Path, **overrides):
-  from autodistill.search.config import default_config
+  from autodistill.config import default_config
   config = default_config()
   config.space.definition = SPACE
   values = make_setup(root)
@@ -73,16 +73,15 @@ def _parse(items):
 
 def main(argv):
   mode, root, workdir = argv[1], pathlib.Path(argv[2]), pathlib.Path(argv[3])
+  from autodistill import pipeline
   if mode == "search":
-    from autodistill.search.loop import search
     config = make_config(root, **_parse(argv[4:]))
-    search(config, workdir)
+    pipeline.search_stage(config, workdir)
   elif mode == "serve":
-    from autodistill.search.loop import serve
     endpoint_file = pathlib.Path(argv[4])
     config = make_config(root, **_parse(argv[5:]))
-    serve(config, workdir, host="localhost", poll_s=0.5,
-          ready=lambda endpoint: endpoint_file.write_text(endpoint))
+    pipeline.serve_stage(config, workdir, host="localhost", poll_s=0.5,
+                         ready=lambda endpoint: endpoint_file.write_text(endpoint))
   else:
     raise SystemExit(f"unknown mode {mode}")
 

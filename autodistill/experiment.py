@@ -1,0 +1,218 @@
+"""What a run needs, built once: the teacher, tokenizer, corpus, data pipelines, latency cache.
+
+An :class:`Experiment` is the parsed config (:class:`~autodistill.config.Settings`) bound to a
+workdir. Everything expensive is built on first use and then shared by every stage of the run
+(:func:`autodistill.pipeline.run_pipeline` builds one experiment for its five stages): reading
+the teacher's ``config.json`` costs nothing, tokenizing the corpus and fitting the teacher's
+missing heads cost minutes the first time and are cached in the workdir.
+
+:meth:`Experiment.check` tests what a run would otherwise trip over late, after minutes of
+work: a missing teacher or corpus, a sequence length beyond the teacher's position table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+from typing import Any, Callable, Mapping
+
+from autodistill import config as config_lib
+from autodistill.models import hf
+from autodistill.models.configs import FACTORS, BertConfig, StudentConfig
+from autodistill.space import InvalidArchitecture
+
+Log = Callable[[str], None]
+
+
+class WorkdirError(PermissionError):
+  """The workdir cannot be created or written."""
+
+
+def open_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+  """Creates ``workdir`` if needed and checks that it can be written.
+
+  Raises:
+    WorkdirError: it cannot be created or written (the message says what to pass instead).
+  """
+  path = pathlib.Path(workdir).expanduser()
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write-test-{os.getpid()}"
+    probe.write_text("ok", encoding="utf-8")
+    probe.unlink()
+  except OSError as error:
+    reason = error.strerror or type(error).__name__
+    raise WorkdirError(f"cannot write to workdir {path} ({reason}); pass --workdir=<a directory "
+                       "you can write to>.") from None
+  return path
+
+
+class Experiment:
+  """A parsed config bound to a workdir; builds each piece of a run once, on first use.
+
+  Attributes:
+    settings: the parsed config.
+    workdir: where everything the run produces and caches lives.
+    log: where one-line progress messages go.
+  """
+
+  def __init__(self, settings: config_lib.Settings, workdir: str | os.PathLike, *,
+               log: Log = print):
+    self.settings = settings
+    self.workdir = pathlib.Path(workdir)
+    self.log = log
+
+  @classmethod
+  def create(cls, config: Any, workdir: str | os.PathLike, *, log: Log = print) -> "Experiment":
+    """Parses ``config`` (a ``ConfigDict`` or :class:`~autodistill.config.Settings`) once and
+    opens ``workdir`` (created, checked writable); an :class:`Experiment` passes through."""
+    if isinstance(config, Experiment):
+      return config
+    return cls(config_lib.parse_config(config), open_workdir(workdir), log=log)
+
+  # -- cheap: files and configs -------------------------------------------------------------
+
+  @functools.cached_property
+  def teacher_dir(self) -> pathlib.Path:
+    """The teacher checkpoint directory (raises the one "no teacher" error)."""
+    return hf.teacher_directory(self.settings.teacher.path)
+
+  @functools.cached_property
+  def teacher_config(self) -> BertConfig:
+    """The teacher's architecture, from its ``config.json`` alone (no weights are read)."""
+    return BertConfig.from_hf(hf.read_config(self.teacher_dir))
+
+  @functools.cached_property
+  def tokenizer_dir(self) -> pathlib.Path:
+    """The directory of the WordPiece files: ``data.vocab`` (a file or directory) or the
+    teacher's. Exports copy its tokenizer files."""
+    vocab = self.settings.data.vocab
+    if not vocab:
+      return self.teacher_dir
+    path = pathlib.Path(vocab).expanduser()
+    return path.parent if path.is_file() else path
+
+  @functools.cached_property
+  def tokenizer(self) -> Any:
+    from autodistill.data import WordPiece  # pylint: disable=import-outside-toplevel
+    vocab = self.settings.data.vocab
+    return WordPiece.from_path(pathlib.Path(vocab).expanduser() if vocab else self.teacher_dir)
+
+  @functools.cached_property
+  def corpus(self) -> Any:
+    """The pre-training corpus (``"bbc"``, a directory or a glob of text files)."""
+    # pylint: disable=import-outside-toplevel
+    from autodistill.data import BbcNews, TextFiles
+    corpus = self.settings.data.corpus
+    if corpus == "bbc":
+      return BbcNews()  # raises FileNotFoundError with the install command
+    if not any(ch in corpus for ch in "*?[") and not os.path.exists(corpus):
+      raise FileNotFoundError(f"corpus not found: {corpus} does not exist; set "
+                              "--config.data.corpus to a directory or glob of .txt files, or "
+                              "'bbc' for the offline BBC News corpus.")
+    return TextFiles(corpus)
+
+  def check(self) -> "Experiment":
+    """Checks, in seconds, what a run would otherwise trip over after minutes of work.
+
+    Raises:
+      FileNotFoundError: no teacher or corpus.
+      ConfigError: a sequence length beyond the teacher's position table.
+    """
+    self.corpus  # pylint: disable=pointless-statement
+    positions = self.teacher_config.max_position_embeddings
+    for field, value in (("data.seq_len", self.settings.data.seq_len),
+                         ("latency.seq_len", self.settings.latency.seq_len)):
+      if value > positions:
+        raise config_lib.ConfigError(
+            f"config.{field}={value} exceeds the teacher's {positions} positions (students share "
+            f"its position table); set --config.{field}={positions} or less.")
+    return self
+
+  def student(self, name_or_point: str | Mapping[str, Any]) -> StudentConfig:
+    """A student of the space with the teacher's vocabulary and table sizes.
+
+    A name like ``Model_128_32_4_128_4`` takes the fields it does not give (``num_blocks``,
+    ``embedding_size``) from the space's fixed fields, then from :class:`StudentConfig`'s
+    defaults; a point is a dict of the space's factors.
+
+    Raises:
+      InvalidArchitecture: the name or point is not a valid student.
+    """
+    t = self.teacher_config
+    tables = dict(vocab_size=t.vocab_size, max_position_embeddings=t.max_position_embeddings,
+                  type_vocab_size=t.type_vocab_size)
+    if not isinstance(name_or_point, str):
+      return self.settings.space.config(name_or_point, **tables)
+    name = name_or_point
+    named = set(FACTORS) | {item.split("=", 1)[0] for item in name.split("-")[1:]}
+    defaults = {**self.settings.space.fixed, **tables}
+    try:
+      return StudentConfig.from_name(name, **{k: v for k, v in defaults.items() if k not in named})
+    except ValueError as error:
+      raise InvalidArchitecture(str(error)) from None
+
+  # -- expensive: built once, cached in the workdir -----------------------------------------
+
+  @functools.cached_property
+  def _data(self) -> tuple[Any, Any]:
+    # pylint: disable=import-outside-toplevel
+    from autodistill.data import ExampleConfig, pretraining_data
+    d = self.settings.data
+    return pretraining_data(
+        self.corpus, self.tokenizer, global_batch_size=d.batch_size,
+        examples=ExampleConfig(max_seq_length=d.seq_len, max_predictions_per_seq=d.max_predictions),
+        eval_fraction=d.eval_fraction, seed=d.seed, cache_dir=str(self.workdir / "data_cache"))
+
+  @property
+  def train_data(self) -> Any:
+    """The pre-training pipeline (:class:`~autodistill.data.PretrainingData`)."""
+    return self._data[0]
+
+  @property
+  def eval_data(self) -> Any:
+    """The held-out pipeline the accuracy objectives are measured on."""
+    return self._data[1]
+
+  @functools.cached_property
+  def teacher(self) -> Any:
+    """The teacher with MLM and NSP heads (fitted and cached in ``<workdir>/teacher`` when the
+    checkpoint lacks them; paper section 3.3 needs them for eq. 3)."""
+    # pylint: disable=import-outside-toplevel
+    from autodistill.distill.teacher import HEAD_FIT_OPTIMIZER, prepare_teacher
+    t, runtime = self.settings.teacher, self.settings.runtime
+    teacher = prepare_teacher(
+        self.teacher_dir, self.train_data, self.eval_data, self.workdir, fit_steps=t.fit_steps,
+        optimizer=dataclasses.replace(HEAD_FIT_OPTIMIZER, learning_rate=t.learning_rate),
+        progress=runtime.progress, log=self.log)
+    self.train_data.reset()  # distillation starts from the first batch
+    return teacher
+
+  @functools.cached_property
+  def latency_cache(self) -> Any:
+    """The workdir's latency cache (``latency.sqlite``), shared with other workers."""
+    from autodistill.hardware.cache import LatencyCache  # pylint: disable=import-outside-toplevel
+    return LatencyCache.in_workdir(self.workdir)
+
+  def search_context(self) -> Any:
+    """What every search trial of this worker needs (:class:`autodistill.search.SearchContext`)."""
+    from autodistill.search.evaluate import SearchContext  # pylint: disable=import-outside-toplevel
+    s = self.settings
+    return SearchContext(space=s.space, teacher=self.teacher, train_data=self.train_data,
+                         eval_data=self.eval_data, distill_config=s.distill, latency=s.latency,
+                         cache=self.latency_cache, constraints=s.search.constraints)
+
+  def close(self) -> None:
+    """Releases open files (the latency cache)."""
+    cache = self.__dict__.pop("latency_cache", None)
+    if cache is not None:
+      cache.close()
+
+  def __enter__(self) -> "Experiment":
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self.close()
+
