@@ -24,8 +24,14 @@ $(VENV)/.installed: setup.py
 demo: setup
 	$(BIN)/python -m autodistill demo --workdir=$(WORKDIR)
 
+# Two pytest processes, because JAX fixes the number of simulated devices when it starts
+# (tests/conftest.py): everything else on one device, then the @pytest.mark.sharding tests on 8.
+# Both always run; exit code 5 (nothing selected, e.g. by -k in PYTEST_ARGS) is not a failure.
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	status=0; \
+	AUTODISTILL_TEST_DEVICES=1 $(BIN)/python -m pytest -q -m "not sharding and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
+	AUTODISTILL_TEST_DEVICES=8 $(BIN)/python -m pytest -q -m "sharding and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) workdir .pytest_cache

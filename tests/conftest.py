@@ -1,17 +1,39 @@
-"""Test set-up: eight simulated CPU devices for sharding tests, and the offline data fixtures."""
+"""Test set-up: one simulated CPU device (eight for the sharding tests), JAX's compilation cache
+for every compile, and the offline data and tiny-corpus fixtures.
+
+The device count is fixed when JAX starts, so one pytest process cannot have both; `make test`
+runs two:
+
+    AUTODISTILL_TEST_DEVICES=1 pytest -m "not sharding"   # everything else, one device
+    AUTODISTILL_TEST_DEVICES=8 pytest -m sharding         # tests marked @pytest.mark.sharding
+
+With fewer than 8 devices a sharding test skips (fails in CI) and says how to run it.
+"""
 
 import os
 
-# Must be set before JAX initialises its backends (i.e. before any test imports jax).
-# Tests run tiny models, where XLA's compile time dominates: skip LLVM's optimisation passes
-# (compiles ~2-3x faster, same numerics up to float rounding) and share compiled programs between
-# tests and the subprocesses they start through JAX's persistent cache.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
-                      "--xla_backend_optimization_level=0")
+# Must be set before JAX initialises its backends (i.e. before any test imports jax); subprocesses
+# and notebook kernels started by tests inherit the environment, so they share all of it.
+DEVICES = int(os.environ.get("AUTODISTILL_TEST_DEVICES", "1"))
+SHARDING_DEVICES = 8
+# One device unless asked: simulating 8 makes every program built over a mesh of all devices an
+# 8-way SPMD program, about 30% slower to compile on 2 cores. Tests run tiny models, where XLA's
+# compile time dominates: skip LLVM's optimisation passes (compiles ~2-3x faster, same numerics up
+# to float rounding).
+_flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+          if not f.startswith("--xla_force_host_platform_device_count")]
+_flags.append(f"--xla_force_host_platform_device_count={DEVICES}")
+if not any(f.startswith("--xla_backend_optimization_level") for f in _flags):
+  _flags.append("--xla_backend_optimization_level=0")
+os.environ["XLA_FLAGS"] = " ".join(_flags)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Every compiled program goes to JAX's persistent cache (per user, in $TMPDIR), however quick its
+# compile or small its entry: a second run, and every subprocess that compiles the same program,
+# loads it instead of compiling.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     os.environ.get("TMPDIR", "/tmp"), f"autodistill-test-jax-cache-{os.getuid()}"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import pathlib  # noqa: E402
 
@@ -23,6 +45,12 @@ def _missing(message: str):
   if os.environ.get("CI"):
     pytest.fail(message)
   pytest.skip(message)
+
+
+def pytest_runtest_setup(item):
+  if item.get_closest_marker("sharding") and DEVICES < SHARDING_DEVICES:
+    _missing(f"needs {SHARDING_DEVICES} simulated devices, this process has {DEVICES}: run "
+             f"AUTODISTILL_TEST_DEVICES={SHARDING_DEVICES} pytest -m sharding (make test does)")
 
 
 def _require_package(name: str, install: str):
@@ -67,5 +95,13 @@ def synthetic_corpus_dir(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture()
 def synthetic_corpus(synthetic_corpus_dir):
+  """A fresh reader (its ``stats`` count what it has read) of the synthetic corpus."""
   from autodistill.data import TextFiles
   return TextFiles(synthetic_corpus_dir)
+
+
+@pytest.fixture(scope="session")
+def synthetic_tokenized(synthetic_corpus_dir, synthetic_tokenizer):
+  """The synthetic corpus tokenized once per session (read-only: tests only index it)."""
+  from autodistill.data import TextFiles, tokenize_corpus
+  return tokenize_corpus(TextFiles(synthetic_corpus_dir), synthetic_tokenizer)

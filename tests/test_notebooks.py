@@ -44,8 +44,9 @@ def _kernel_manager():
 def _execute(name: str, workdir: pathlib.Path, monkeypatch, out_dir: pathlib.Path) -> str:
   """Runs notebooks/<name>.ipynb in short mode; returns the text of every cell's output.
 
-  The kernel inherits this process's environment: conftest's JAX settings, short mode, the
-  workdir under tmp_path and a PYTHONPATH that finds this checkout.
+  The kernel inherits this process's environment: conftest's JAX settings (one CPU device, as a
+  notebook user has; the shared compilation cache), short mode, the workdir under tmp_path and a
+  PYTHONPATH that finds this checkout.
   """
   monkeypatch.setenv("AUTODISTILL_NOTEBOOK_SHORT", "1")
   monkeypatch.setenv("AUTODISTILL_NOTEBOOK_WORKDIR", str(workdir))
@@ -53,11 +54,6 @@ def _execute(name: str, workdir: pathlib.Path, monkeypatch, out_dir: pathlib.Pat
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
       [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
   monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(out_dir / "jupyter"))  # the connection file
-  # One CPU device, as a notebook user has: conftest simulates 8 for the sharding tests, which
-  # makes every distillation step an 8-way SPMD program (~30% slower to compile here).
-  flags = os.environ.get("XLA_FLAGS", "").split()
-  monkeypatch.setenv("XLA_FLAGS", " ".join(
-      f for f in flags if not f.startswith("--xla_force_host_platform_device_count")))
   nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
   client = nbclient.NotebookClient(nb, km=_kernel_manager(), timeout=600, kernel_name="python3",
                                    resources={"metadata": {"path": str(NOTEBOOKS)}})

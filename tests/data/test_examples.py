@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 
-from autodistill.data import (ExampleConfig, create_pairs, mask_batch, split_documents,
-                              tokenize_corpus)
+from autodistill.data import ExampleConfig, create_pairs, mask_batch, split_documents
 
-from conftest import doc_of_token  # noqa: E402  (tests/data/conftest.py)
+from synthetic import doc_of_token  # tests/synthetic.py
 
 
 @pytest.fixture()
-def tokenized(synthetic_corpus, synthetic_tokenizer):
-  return tokenize_corpus(synthetic_corpus, synthetic_tokenizer)
+def tokenized(synthetic_tokenized):
+  return synthetic_tokenized  # tokenized once per session (tests/conftest.py)
 
 
 def _pairs(tokenized, tokenizer, config=ExampleConfig(max_seq_length=32, max_predictions_per_seq=8),

@@ -11,14 +11,14 @@ from autodistill.data import (FEATURES, BbcNews, CorpusTooSmallError, ExampleCon
                               PretrainingData, TextFiles, WordPiece, pretraining_data,
                               tokenize_corpus)
 
-from conftest import doc_of_token, write_corpus  # noqa: E402  (tests/data/conftest.py)
+from synthetic import doc_of_token, write_corpus  # tests/synthetic.py
 
 SMALL = ExampleConfig(max_seq_length=32, max_predictions_per_seq=6)
 
 
 @pytest.fixture()
-def tokenized(synthetic_corpus, synthetic_tokenizer):
-  return tokenize_corpus(synthetic_corpus, synthetic_tokenizer)
+def tokenized(synthetic_tokenized):
+  return synthetic_tokenized  # tokenized once per session (tests/conftest.py)
 
 
 def _data(tokenized, tokenizer, **kwargs):
@@ -91,6 +91,7 @@ def test_process_shards_are_disjoint_and_cover_the_global_batch(tokenized, synth
     _data(tokenized, synthetic_tokenizer, process_count=3, process_index=0)
 
 
+@pytest.mark.sharding
 def test_device_batches_are_sharded_over_the_data_axis(tokenized, synthetic_tokenizer):
   mesh = sharding.make_mesh((-1, 2))  # 4 x 2 on the 8 simulated devices
   batch = next(iter(_data(tokenized, synthetic_tokenizer).device_batches(mesh)))

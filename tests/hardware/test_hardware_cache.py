@@ -32,6 +32,7 @@ def test_put_get_round_trip_and_persistence(tmp_path):
     assert reopened.results() == [result]
 
 
+@pytest.mark.sharding  # looks up cpu:3 of the 8 simulated devices
 def test_keys_separate_devices_shapes_dtypes_and_architectures(tmp_path):
   base = _result()
   others = [

@@ -1,4 +1,7 @@
-"""Device selection: every accepted spelling, and clear errors that list what exists."""
+"""Device selection: every accepted spelling, and clear errors that list what exists.
+
+The @pytest.mark.sharding tests see 8 simulated CPU devices (tests/conftest.py), the rest one.
+"""
 
 import jax
 import pytest
@@ -9,19 +12,28 @@ from autodistill.hardware.devices import device_label
 CPUS = jax.devices("cpu")
 
 
+@pytest.mark.sharding
 def test_eight_fake_cpu_devices_are_listed():
-  assert len(CPUS) == 8, "tests/conftest.py sets --xla_force_host_platform_device_count=8"
+  assert len(CPUS) == 8, "sharding tests run with AUTODISTILL_TEST_DEVICES=8"
   assert available_devices() == [f"cpu:{i}" for i in range(8)]
 
 
 @pytest.mark.parametrize("spec, index", [
-    (None, 0), ("cpu", 0), ("cpu:3", 3), (" CPU:7 ", 7), (5, 5), (CPUS[2], 2)])
+    (None, 0), ("cpu", 0), (0, 0), pytest.param("cpu:3", 3, marks=pytest.mark.sharding),
+    pytest.param(" CPU:7 ", 7, marks=pytest.mark.sharding),
+    pytest.param(5, 5, marks=pytest.mark.sharding)])
 def test_accepted_spellings(spec, index):
   device = resolve_device(spec)
   assert device == CPUS[index]
   assert device_label(device) == f"cpu:{index}"
 
 
+@pytest.mark.parametrize("index", [0, pytest.param(2, marks=pytest.mark.sharding)])
+def test_a_device_object_is_accepted(index):
+  assert resolve_device(CPUS[index]) == CPUS[index]
+
+
+@pytest.mark.sharding
 @pytest.mark.parametrize("spec, reason", [
     ("tpu", "no 'tpu' backend"), ("gpu:0", "no 'gpu' backend"), ("cuda", "no 'cuda' backend"),
     ("cpu:8", "'cpu' has 8 device(s)"), (99, "has 8 device(s)"), ("cpu:x", "cannot parse"),

@@ -156,6 +156,7 @@ def test_whole_table1_space_is_swept_once(tmp_path, monkeypatch):
     assert results[:100] == first and [r.arch for r in results] == names
 
 
+@pytest.mark.sharding  # measures on cpu:1 of the 8 simulated devices
 def test_latency_command(tmp_path, tiny, fast, compile_spy, capsys):
   archs = [tiny(num_ffn=1), tiny(num_ffn=2), tiny(max_position_embeddings=8)]
   output = tmp_path / "out.json"

@@ -1,7 +1,6 @@
 """Parameter counts: analytic == parameter tree == transformers, and the paper's Table 2."""
 
 import jax
-import numpy as np
 import pytest
 
 from autodistill.models import MOBILEBERT, BertConfig, StudentConfig, hf
@@ -97,6 +96,8 @@ def test_summary_lists_components_and_total():
   assert text.startswith("Model_512_128_1_640_2: 32.10M parameters")
   for component in ("embeddings", "bottlenecks", "attention", "ffn", "pooler", "mlm_head"):
     assert component in text
-  measured = counting.summary(config.replace(num_blocks=1),
-                              hf.init_params(config.replace(num_blocks=1), np.uint32([0, 0])))
+  one_block = config.replace(num_blocks=1)
+  measured = counting.summary(one_block, _abstract_params(one_block))  # shapes are all it counts
   assert "measured" in measured
+  ffn_row = next(row for row in measured.splitlines() if row.split()[0] == "ffn")
+  assert ffn_row.split()[-1] == f"{counting.analytic_breakdown(one_block)['ffn']:,}"  # measured
