@@ -9,8 +9,8 @@ HERE = pathlib.Path(__file__).parent
 # Bounds verified on Python 3.11 with jax/jaxlib 0.10.2 (CPU), 2026-11. google-vizier (not -dev)
 # pins an equinox that fails to import with jax 0.10, see README "Dependencies".
 INSTALL_REQUIRES = [
-    "jax>=0.10.2,<0.11",
-    "jaxlib>=0.10.2,<0.11",
+    "jax>=0.10.2,<0.13",
+    "jaxlib>=0.10.2,<0.13",
     "flax>=0.12.8,<0.13",
     "optax>=0.2.8,<0.3",
     "orbax-checkpoint>=0.12.8,<0.13",
