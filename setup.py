@@ -29,6 +29,7 @@ EXTRAS_REQUIRE = {
     # Parity tests and peer benchmarks only; torch 2.13.0 (CPU) is on disk on our machines.
     "test": [
         "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",  # make test runs the one-device tests in 2 worker processes
         "chex>=0.1.90,<0.2",
         "torch==2.13.0",
         "transformers>=5.20,<6",
