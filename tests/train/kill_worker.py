@@ -1,7 +1,9 @@
 """Runs a tiny distillation; with a kill step >= 0 it SIGKILLs itself when fetching that batch.
 
-Usage: python kill_worker.py DATA_ROOT WORKDIR KILL_AT_BATCH   (-1: never). Used by
-test_loop.py's kill-and-resume test; writes WORKDIR/params.npz on success.
+Usage: python kill_worker.py DATA_ROOT WORKDIR KILL_AT_BATCH [REFERENCE_WORKDIR]   (-1: never).
+Used by test_loop.py's kill-and-resume test; writes WORKDIR/params.npz on success. With
+REFERENCE_WORKDIR it then runs the same distillation uninterrupted from scratch there, in this
+process (its programs are compiled already), and writes REFERENCE_WORKDIR/params.npz too.
 """
 
 import os
@@ -34,8 +36,7 @@ class KillingData:
       yield batch
 
 
-def main():
-  data_root, workdir, kill_at = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+def run(data_root, workdir, kill_at):
   _, train, evaluation = tiny_data(data_root / "data")
   if kill_at >= 0:
     # Fetches continue from the resumed position, so count from the saved position on.
@@ -47,6 +48,13 @@ def main():
           for p, v in jax.tree_util.tree_leaves_with_path(jax.device_get(result.params))}
   np.savez(workdir / "params.npz", **flat)
   print("done", result.evals["pretraining_distillation"])
+
+
+def main():
+  data_root, workdir, kill_at = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+  run(data_root, workdir, kill_at)
+  if len(sys.argv) > 4:
+    run(data_root, pathlib.Path(sys.argv[4]), -1)
 
 
 if __name__ == "__main__":
