@@ -24,9 +24,11 @@ from typing import Any, Callable, Optional
 import ml_collections
 from ml_collections import config_dict
 
+from autodistill.data.corpora import LAYOUTS
 from autodistill.distill.distillation import PRESETS, DistillConfig
 from autodistill.distill.losses import ATTENTION_LOSSES
 from autodistill.distill.initialization import RESAMPLERS
+from autodistill.errors import UserError
 from autodistill.finetune.config import FinetuneConfig
 from autodistill.hardware.cache import LatencySettings
 from autodistill.search.designers import DESIGNERS
@@ -35,7 +37,7 @@ from autodistill.space import SPACES, InvalidArchitecture, Space, get_space
 from autodistill.train.optimizers import OptimizerConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config value is missing or not allowed (the message names the field and the fix)."""
 
 
@@ -50,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.corpus = "bbc"  # "bbc" (offline BBC News) or a directory / glob of .txt files.
+  c.data.layout = "file"  # "file": a document per file; "blank_lines": blank lines end documents.
+  c.data.extensions = ".txt"  # comma-separated file types read from directories; "" = all.
   c.data.vocab = ""  # vocab.txt or its directory; "" = the teacher's directory.
   c.data.seq_len = 32  # tokens per pre-training example (BERT: 128, then 512).
   c.data.max_predictions = 5  # masked positions per example.
@@ -192,6 +196,8 @@ class DataSettings:
   """The pre-training corpus, its tokenizer and the distillation batches."""
 
   corpus: str = "bbc"
+  layout: str = "file"
+  extensions: tuple[str, ...] = (".txt",)
   vocab: str = ""
   seq_len: int = 32
   max_predictions: int = 5
@@ -397,6 +403,11 @@ def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
   for field in ("seq_len", "batch_size", "max_predictions"):
     _check("data", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _check("data", "eval_fraction", d.eval_fraction, _fraction, "a fraction between 0 and 1")
+  _in("data", "layout", d.layout, LAYOUTS)
+  extensions = tuple(e.strip() for e in str(d.extensions).split(",") if e.strip())
+  _check("data", "extensions", d.extensions,
+         lambda v: isinstance(v, str) and all(e.startswith(".") for e in extensions),
+         "comma-separated file types such as '.txt,.text', or '' for every file")
   lat = c.latency
   for field in ("batch_size", "seq_len", "min_runs"):
     _check("latency", field, lat[field], lambda v: _count(v) and v > 0, "a whole number > 0")
@@ -406,7 +417,8 @@ def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
   return Settings(
       teacher=TeacherSettings(path=os.path.expanduser(t.path) if t.path else "",
                               fit_steps=t.fit_steps, learning_rate=float(t.learning_rate)),
-      data=DataSettings(corpus=d.corpus, vocab=d.vocab, seq_len=d.seq_len,
+      data=DataSettings(corpus=d.corpus, layout=d.layout, extensions=extensions, vocab=d.vocab,
+                        seq_len=d.seq_len,
                         max_predictions=d.max_predictions, batch_size=d.batch_size,
                         eval_fraction=float(d.eval_fraction), seed=d.seed),
       space=_space(c), search=_search(c), distill=distill,

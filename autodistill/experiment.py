@@ -19,34 +19,18 @@ import pathlib
 from typing import Any, Callable, Mapping
 
 from autodistill import config as config_lib
+from autodistill.errors import damaged
 from autodistill.models import hf
 from autodistill.models.configs import FACTORS, BertConfig, StudentConfig
 from autodistill.space import InvalidArchitecture
+from autodistill.workdir import open_workdir
 
 Log = Callable[[str], None]
 
 
-class WorkdirError(PermissionError):
-  """The workdir cannot be created or written."""
-
-
-def open_workdir(workdir: str | os.PathLike) -> pathlib.Path:
-  """Creates ``workdir`` if needed and checks that it can be written.
-
-  Raises:
-    WorkdirError: it cannot be created or written (the message says what to pass instead).
-  """
-  path = pathlib.Path(workdir).expanduser()
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / f".write-test-{os.getpid()}"
-    probe.write_text("ok", encoding="utf-8")
-    probe.unlink()
-  except OSError as error:
-    reason = error.strerror or type(error).__name__
-    raise WorkdirError(f"cannot write to workdir {path} ({reason}); pass --workdir=<a directory "
-                       "you can write to>.") from None
-  return path
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
 class Experiment:
@@ -81,8 +65,17 @@ class Experiment:
 
   @functools.cached_property
   def teacher_config(self) -> BertConfig:
-    """The teacher's architecture, from its ``config.json`` alone (no weights are read)."""
-    return BertConfig.from_hf(hf.read_config(self.teacher_dir))
+    """The teacher's architecture, from its ``config.json`` alone (no weights are read).
+
+    Raises:
+      CorruptFileError: ``config.json`` is not valid JSON or not a BERT config.
+    """
+    values = hf.read_config(self.teacher_dir)
+    try:
+      return BertConfig.from_hf(values)
+    except (KeyError, TypeError, ValueError) as error:
+      raise damaged(self.teacher_dir / "config.json", error, "repair or replace it: it must be "
+                    "the config.json of a Hugging Face BERT checkpoint", what="a BERT config")
 
   @functools.cached_property
   def tokenizer_dir(self) -> pathlib.Path:
@@ -96,32 +89,55 @@ class Experiment:
 
   @functools.cached_property
   def tokenizer(self) -> Any:
+    """The WordPiece tokenizer of ``data.vocab``, or of the teacher's directory.
+
+    Raises:
+      ConfigError: there is none, or it is not a BERT WordPiece vocabulary.
+    """
     from autodistill.data import WordPiece  # pylint: disable=import-outside-toplevel
     vocab = self.settings.data.vocab
-    return WordPiece.from_path(pathlib.Path(vocab).expanduser() if vocab else self.teacher_dir)
+    path = pathlib.Path(vocab).expanduser() if vocab else self.teacher_dir
+    fix = ("pass the vocabulary the teacher was trained with: --config.data.vocab=<its vocab.txt, "
+           "tokenizer.json or their directory>")
+    try:
+      return WordPiece.from_path(path)
+    except (FileNotFoundError, ValueError) as error:
+      where = f"config.data.vocab={vocab!r}" if vocab else f"the teacher directory {path}"
+      problem = ("holds neither vocab.txt nor tokenizer.json" if isinstance(error, FileNotFoundError)
+                 else f"is not a BERT WordPiece vocabulary ({_first_line(error)})")
+      raise config_lib.ConfigError(f"{where} {problem}; {fix}.") from None
 
   @functools.cached_property
   def corpus(self) -> Any:
     """The pre-training corpus (``"bbc"``, a directory or a glob of text files)."""
     # pylint: disable=import-outside-toplevel
     from autodistill.data import BbcNews, TextFiles
-    corpus = self.settings.data.corpus
-    if corpus == "bbc":
+    d = self.settings.data
+    if d.corpus == "bbc":
       return BbcNews()  # raises FileNotFoundError with the install command
-    if not any(ch in corpus for ch in "*?[") and not os.path.exists(corpus):
-      raise FileNotFoundError(f"corpus not found: {corpus} does not exist; set "
+    if not any(ch in d.corpus for ch in "*?[") and not os.path.exists(d.corpus):
+      raise FileNotFoundError(f"corpus not found: {d.corpus} does not exist; set "
                               "--config.data.corpus to a directory or glob of .txt files, or "
                               "'bbc' for the offline BBC News corpus.")
-    return TextFiles(corpus)
+    return TextFiles(d.corpus, layout=d.layout, extensions=d.extensions)
 
   def check(self) -> "Experiment":
     """Checks, in seconds, what a run would otherwise trip over after minutes of work.
 
     Raises:
       FileNotFoundError: no teacher or corpus.
-      ConfigError: a sequence length beyond the teacher's position table.
+      ConfigError: no tokenizer, a tokenizer with more ids than the teacher's embedding table, a
+        sequence length beyond the teacher's position table.
+      CorruptFileError: the teacher's ``config.json`` cannot be read.
     """
     self.corpus  # pylint: disable=pointless-statement
+    tokens, rows = self.tokenizer.vocab_size, self.teacher_config.vocab_size
+    if tokens > rows:
+      raise config_lib.ConfigError(
+          f"the tokenizer ({self.tokenizer.source}) has {tokens:,} tokens but the teacher's "
+          f"embedding table has {rows:,} rows (vocab_size in {self.teacher_dir / 'config.json'}), "
+          "so token ids would index past it; pass the vocabulary the teacher was trained with "
+          "(--config.data.vocab=...), or a teacher whose vocab_size fits this tokenizer.")
     positions = self.teacher_config.max_position_embeddings
     for field, value in (("data.seq_len", self.settings.data.seq_len),
                          ("latency.seq_len", self.settings.latency.seq_len)):
@@ -159,12 +175,27 @@ class Experiment:
   @functools.cached_property
   def _data(self) -> tuple[Any, Any]:
     # pylint: disable=import-outside-toplevel
-    from autodistill.data import ExampleConfig, pretraining_data
+    from autodistill.data import CorpusTooSmallError, ExampleConfig, pretraining_data
+    from autodistill.data.corpora import CorpusStats
     d = self.settings.data
-    return pretraining_data(
-        self.corpus, self.tokenizer, global_batch_size=d.batch_size,
-        examples=ExampleConfig(max_seq_length=d.seq_len, max_predictions_per_seq=d.max_predictions),
-        eval_fraction=d.eval_fraction, seed=d.seed, cache_dir=str(self.workdir / "data_cache"))
+    try:
+      train, held_out = pretraining_data(
+          self.corpus, self.tokenizer, global_batch_size=d.batch_size,
+          examples=ExampleConfig(max_seq_length=d.seq_len,
+                                 max_predictions_per_seq=d.max_predictions),
+          eval_fraction=d.eval_fraction, seed=d.seed,
+          cache_dir=str(self.workdir / "data_cache"))
+    except CorpusTooSmallError as error:
+      stats = self.corpus.stats
+      if d.layout == "file" and stats.files and stats.documents <= max(2, stats.files // 2):
+        raise CorpusTooSmallError(
+            f"{_first_line(error)}. The corpus has {stats.documents} documents in "
+            f"{stats.files} files (one document per file): if its files hold many documents "
+            "separated by blank lines, set --config.data.layout=blank_lines.") from None
+      raise
+    stats = CorpusStats.from_dict(train.corpus.stats).describe()
+    self.log(f"corpus: {stats}; {train.describe()}; {held_out.describe()}")
+    return train, held_out
 
   @property
   def train_data(self) -> Any:

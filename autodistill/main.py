@@ -25,6 +25,8 @@ from ml_collections import config_flags
 
 from autodistill import config as config_lib
 from autodistill import pipeline
+from autodistill import workdir as workdir_lib
+from autodistill.errors import Interrupted
 
 _DEFAULT_CONFIG = str(pathlib.Path(config_lib.__file__).resolve())
 
@@ -78,12 +80,14 @@ def _names(value: str) -> Optional[tuple[str, ...]]:
 @dataclasses.dataclass(frozen=True)
 class Command:
   """A subcommand: its help, the flags it reads, and the one library function it calls as
-  ``run(settings, workdir, options)`` (``options``: the values of its own flags)."""
+  ``run(settings, workdir, options)`` (``options``: the values of its own flags). A command that
+  ``writes`` holds the workdir's lock while it runs (:func:`autodistill.workdir.lock_workdir`)."""
 
   summary: str
   description: str
   run: Callable[[config_lib.Settings, pathlib.Path, Mapping[str, Any]], Any]
   flags: tuple[str, ...] = ()
+  writes: bool = True
 
 
 COMMANDS: dict[str, Command] = {
@@ -166,7 +170,7 @@ COMMANDS: dict[str, Command] = {
         "print the parameter breakdown of an architecture",
         "Counts the parameters of --arch by component (autodistill.pipeline.summary_stage).",
         lambda settings, workdir, flag: pipeline.summary_stage(flag["arch"]),
-        ("arch",)),
+        ("arch",), writes=False),
 }
 
 
@@ -205,12 +209,21 @@ def _wrap(text: str, width: int = 96) -> str:
   return textwrap.fill(text, width)
 
 
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
 def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: bool = False,
             **options: Any) -> Any:
   """Runs command ``name`` as the command line does, in this process: parses the config once,
-  starts ``jax.distributed`` if the config asks, calls the command's library function with
-  ``options`` (its flags: ``arch=...``; missing ones are empty), and turns a user error into
-  ``SystemExit`` with one line naming the cause and the fix (unless ``traceback``).
+  starts ``jax.distributed`` if the config asks, locks the workdir (commands that write it),
+  calls the command's library function with ``options`` (its flags: ``arch=...``; missing ones
+  are empty), and turns a user error into ``SystemExit`` with one line naming the cause and the
+  fix (unless ``traceback``).
+
+  Exit codes: 1 for a user error (the message is the ``SystemExit``'s code, which Python prints
+  to stderr), 130 for Ctrl-C (the line is printed to stderr; training saved a checkpoint first).
   """
   command = COMMANDS[name]
   values = {flag: options.get(flag, flags.FLAGS[flag].default) for flag in command.flags}
@@ -219,12 +232,33 @@ def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: b
     if settings.runtime.distributed:
       import jax  # pylint: disable=import-outside-toplevel
       jax.distributed.initialize()  # one process per host; the coordinator is auto-detected
-    return command.run(settings, pathlib.Path(workdir).expanduser(), values)
+    path = pathlib.Path(workdir).expanduser()
+    # With jax.distributed every host runs the command on the (shared) workdir; the first holds
+    # the lock for all of them.
+    if command.writes and _first_process(settings):
+      worker = name == "search" and settings.search.endpoint
+      with workdir_lib.lock_workdir(path, name, beside=("serve",) if worker else ()):
+        return command.run(settings, path, values)
+    return command.run(settings, path, values)
   except pipeline.user_errors() as error:
     if traceback:
       raise
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    sys.exit(f"autodistill {name}: error: {message} (--traceback shows where)")
+    sys.exit(f"autodistill {name}: error: {_first_line(error)} (--traceback shows where)")
+  except KeyboardInterrupt as interrupt:
+    if traceback:
+      raise
+    saved = _first_line(interrupt) if isinstance(interrupt, Interrupted) else (
+        "nothing finished is lost")
+    print(f"autodistill {name}: interrupted; {saved}. Run the same command again to resume.",
+          file=sys.stderr, flush=True)
+    raise SystemExit(Interrupted.exit_code) from None
+
+
+def _first_process(settings: config_lib.Settings) -> bool:
+  if not settings.runtime.distributed:
+    return True
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.process_index() == 0
 
 
 def _config_error(error: BaseException, argv: Sequence[str]) -> str:

@@ -34,8 +34,9 @@ from typing import Any, Callable, Optional, Sequence
 
 from autodistill import files
 from autodistill.config import ConfigError
-from autodistill.experiment import Experiment, WorkdirError, open_workdir
-from autodistill.space import InvalidArchitecture
+from autodistill.errors import UserError
+from autodistill.experiment import Experiment
+from autodistill.workdir import WorkdirError, open_workdir
 
 Log = Callable[[str], None]
 
@@ -46,13 +47,9 @@ __all__ = ["ConfigError", "WorkdirError", "PipelineResult", "user_errors", "run_
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-  """Exceptions whose message alone tells the user the cause and the fix."""
-  # pylint: disable=import-outside-toplevel
-  from autodistill.finetune.tasks import UnknownTaskError
-  from autodistill.search.settings import IncompatibleStudyError
-  from autodistill.train import IncompatibleWorkdirError
-  return (FileNotFoundError, PermissionError, IncompatibleStudyError, IncompatibleWorkdirError,
-          InvalidArchitecture, ConfigError, UnknownTaskError)
+  """Exceptions whose message alone tells the user the cause and the fix: every
+  :class:`~autodistill.errors.UserError`, and the OS's missing-file and permission errors."""
+  return (UserError, FileNotFoundError, PermissionError)
 
 
 def _experiment(config: Any, workdir: Any, log: Log) -> Experiment:
@@ -112,8 +109,10 @@ def search_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
   Returns:
     The :class:`~autodistill.search.SearchResult`.
   """
-  from autodistill.search.loop import search  # pylint: disable=import-outside-toplevel
+  from autodistill.search.loop import check_study_file, search  # pylint: disable=import-outside-toplevel
   exp = _experiment(config, workdir, log).check()
+  if not exp.settings.search.endpoint:
+    check_study_file(exp.workdir)  # before minutes of teacher preparation
   return search(exp.search_context(), exp.settings.search, exp.workdir,
                 evaluation=exp.settings.evaluation(), log=exp.log)
 

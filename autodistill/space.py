@@ -39,6 +39,7 @@ import itertools
 import math
 from typing import Any, Iterator, Mapping, Optional
 
+from autodistill.errors import UserError
 from autodistill.models.configs import StudentConfig
 
 # Factors that are not StudentConfig fields but determine one.
@@ -47,7 +48,7 @@ DERIVED_FACTORS = ("mlp_ratio",)
 Point = dict[str, Any]
 
 
-class InvalidArchitecture(ValueError):
+class InvalidArchitecture(UserError, ValueError):
   """A point of a space that is not a valid student (the message says why)."""
 
 

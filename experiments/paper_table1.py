@@ -34,6 +34,7 @@ def get_config(teacher_path: str = ""):
   c.teacher.fit_steps = 10_000  # only if the checkpoint lacks MLM/NSP heads.
 
   c.data.corpus = "/gcs/pretraining/*.txt"  # BooksCorpus + English Wikipedia, as text.
+  c.data.layout = "blank_lines"  # BERT's pre-training text: blank lines end documents.
   c.data.seq_len = 128  # BERT's first pre-training phase.
   c.data.max_predictions = 20
   c.data.batch_size = 2048  # section 4.1.

@@ -44,6 +44,7 @@ def get_config(role: str = "search"):
   c.teacher.path = "/gcs/checkpoints/bert-large"  # a Hugging Face BERT directory.
   c.teacher.fit_steps = 10_000
   c.data.corpus = "/gcs/pretraining/*.txt"
+  c.data.layout = "blank_lines"  # BERT's pre-training text: blank lines end documents.
   c.data.seq_len = 128
   c.data.max_predictions = 20
   c.data.eval_fraction = 0.001

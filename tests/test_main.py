@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from autodistill.models import hf
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "search"))
 from tiny_search import make_config, make_setup  # noqa: E402
+
+from cli_support import Run, one_line_error, run_command  # noqa: E402
 
 TINY_EXPERIMENT = f'''"""A tiny experiment for the CLI tests: the tiny search set-up of the loop tests."""
 import pathlib
@@ -56,30 +57,10 @@ def _cli(*args, timeout=600, cwd=None, check=None):
   return result
 
 
-class Run:
-  """What an in-process command did: exit code, printed output, the error line if any."""
-
-  def __init__(self, code, stdout, error):
-    self.returncode, self.stdout, self.stderr = code, stdout, error
-
-
 @pytest.fixture()
 def run(capsys):
   """``run(name, config, workdir, check=None, **flags)``: one command, in this process."""
-
-  def call(name, config, workdir, check=None, **options):
-    capsys.readouterr()
-    try:
-      cli.execute(name, config, workdir, **options)
-      code, error = 0, ""
-    except SystemExit as exit_:
-      code, error = (1, str(exit_.code)) if isinstance(exit_.code, str) else (exit_.code, "")
-    result = Run(code, capsys.readouterr().out, error)
-    if check is not None:
-      assert result.returncode == check, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-  return call
+  return lambda *args, **kwargs: run_command(capsys, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +87,7 @@ def test_parsing_help_and_one_line_errors_through_the_entry_point(tmp_path):
   result = _cli("summary", "--arch=Model_512_128_1_640_2", check=0)
   assert "Model_512_128_1_640_2: 32.10M parameters" in result.stdout
   result = _cli("summary", "--arch=Model_512_128_3_512_4", check=1)
-  _one_line_error(result, "bottleneck_size=128 is not divisible by num_heads=3")
+  one_line_error(result, "bottleneck_size=128 is not divisible by num_heads=3")
 
   result = _cli("serch")
   assert result.returncode != 0 and "unknown command 'serch'" in result.stderr
@@ -118,16 +99,16 @@ def test_parsing_help_and_one_line_errors_through_the_entry_point(tmp_path):
   assert "--arch:" in result.stdout and "config.distill.preset" in result.stdout
 
   result = _cli("search", f"--workdir={tmp_path}", "--config.serch.num_trials=3")
-  _one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")
+  one_line_error(result, "--config.serch.num_trials", "'serch'", "did you mean 'search'")
   result = _cli("search", f"--workdir={tmp_path}", "--config.search.num_trials=many")
-  _one_line_error(result, "--config.search.num_trials=many")
+  one_line_error(result, "--config.search.num_trials=many")
   result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'nope.py'}")
-  _one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
+  one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
   # An experiment file with an argument, and an override whose value fails the config's checks.
   (tmp_path / "tiny.py").write_text(TINY_EXPERIMENT)
   result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'tiny.py'}:{tmp_path}",
                 "--config.search.num_trials=0")
-  _one_line_error(result, "config.search.num_trials=0", "a whole number > 0")
+  one_line_error(result, "config.search.num_trials=0", "a whole number > 0")
 
 
 def test_every_command_has_help_that_explains_its_flags():
@@ -203,7 +184,7 @@ def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkey
   assert (out / "hf" / "vocab.txt").read_text() == (root / "teacher" / "vocab.txt").read_text()
 
   result = run("export", config, workdir, source="trials/7")
-  _one_line_error(result, "holds no finished distillation", "trials/0007")
+  one_line_error(result, "holds no finished distillation", "trials/0007")
   target = tmp_path / "exported"
   result = run("export", config, workdir, source=str(out.relative_to(workdir)),
                output=str(target), check=0)
@@ -321,40 +302,28 @@ def test_serve_through_the_entry_point_and_a_worker(root, run, tmp_path):
 # gRPC's C++ core (under the Vizier service) may log a connection event such as "Got goaway" as
 # the in-process server stops, in glog format; autodistill sets GRPC_VERBOSITY=ERROR against it,
 # but such a line is not ours to format, so it is not counted.
-_GRPC_LOG = re.compile(r"^[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.cc:\d+\] ")
-
-
-def _one_line_error(result, *fragments):
-  assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
-  lines = [line for line in result.stderr.strip().splitlines() if not _GRPC_LOG.match(line)]
-  assert len(lines) == 1, result.stderr
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
-
-
 def test_unknown_task_and_missing_final_students(run, tmp_path):
   from autodistill.config import default_config
   result = run("finetune", default_config(), tmp_path, task="glue/colaa")
-  _one_line_error(result, "unknown task 'glue/colaa'", "glue/cola", "bbc_topic")
+  one_line_error(result, "unknown task 'glue/colaa'", "glue/cola", "bbc_topic")
   result = run("finetune", default_config(), tmp_path, task="bbc_topic")
-  _one_line_error(result, "no finalized students", "--model=teacher")
+  one_line_error(result, "no finalized students", "--model=teacher")
 
 
 def test_missing_teacher_corpus_and_bad_values(run, root, tmp_path):
   config = make_config(root, **{"teacher.path": str(tmp_path / "nope")})
-  _one_line_error(run("search", config, tmp_path), "teacher checkpoint not found",
+  one_line_error(run("search", config, tmp_path), "teacher checkpoint not found",
                   "--config.teacher.path")
   config = make_config(root, **{"data.corpus": str(tmp_path / "nope")})
-  _one_line_error(run("teacher", config, tmp_path), "corpus not found", "--config.data.corpus")
+  one_line_error(run("teacher", config, tmp_path), "corpus not found", "--config.data.corpus")
   config = make_config(root, **{"latency.seq_len": 4096})
-  _one_line_error(run("teacher", config, tmp_path), "config.latency.seq_len=4096 exceeds the "
+  one_line_error(run("teacher", config, tmp_path), "config.latency.seq_len=4096 exceeds the "
                   "teacher's", "--config.latency.seq_len=")
   config = make_config(root, **{"distill.pretrain_steps": -5})
-  _one_line_error(run("distill", config, tmp_path, arch="Model_24_16_2_32_1"),
+  one_line_error(run("distill", config, tmp_path, arch="Model_24_16_2_32_1"),
                   "config.distill.pretrain_steps=-5", ">= 0")
   config = make_config(root, **{"search.designer": "bayes"})
-  _one_line_error(run("search", config, tmp_path), "config.search.designer='bayes'", "gp_bandit")
+  one_line_error(run("search", config, tmp_path), "config.search.designer='bayes'", "gp_bandit")
   assert not (tmp_path / "study.sqlite").exists()  # nothing was started
 
 
@@ -362,12 +331,12 @@ def test_unwritable_workdir(run, root, tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
   result = run("search", make_config(root), blocker / "workdir")
-  _one_line_error(result, "cannot write to workdir", "--workdir=")
+  one_line_error(result, "cannot write to workdir", "--workdir=")
 
 
 def test_workdir_of_an_incompatible_run(root, demo, run):
   workdir, _ = demo
   before = (workdir / "trials.json").read_text()
   result = run("search", make_config(root, **{"search.designer": "quasi_random"}), workdir)
-  _one_line_error(result, "designer", "quasi_random")
+  one_line_error(result, "designer", "quasi_random")
   assert (workdir / "trials.json").read_text() == before  # nothing lost

@@ -15,7 +15,10 @@ import importlib.util
 import os
 import pathlib
 import re
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Optional, Protocol, Sequence
+
+# How a file holds documents (see TextFiles).
+LAYOUTS = ("file", "blank_lines")
 
 # Lines longer than this are split at whitespace into chunks of at most this many characters, so a
 # file without newlines (a minified dump, a log line) cannot produce one giant "sentence".
@@ -36,6 +39,7 @@ class CorpusStats:
 
   files: int = 0
   documents: int = 0
+  skipped_files: int = 0
   empty_files: int = 0
   empty_documents: int = 0
   replaced_characters: int = 0
@@ -44,6 +48,8 @@ class CorpusStats:
 
   def describe(self) -> str:
     parts = [f"{self.documents} documents from {self.files} files"]
+    if self.skipped_files:
+      parts.append(f"skipped {self.skipped_files} files of other types (config.data.extensions)")
     if self.empty_files or self.empty_documents:
       parts.append(f"skipped {self.empty_files} empty files and {self.empty_documents} empty "
                    "documents")
@@ -53,6 +59,12 @@ class CorpusStats:
     if self.chunked_lines:
       parts.append(f"chunked {self.chunked_lines} lines longer than {MAX_LINE_CHARS} characters")
     return "; ".join(parts)
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "CorpusStats":
+    """The counters of a stats dict (extra keys, such as a cache's, are ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: int(v) for k, v in values.items() if k in names})
 
 
 class Corpus(Protocol):
@@ -109,16 +121,27 @@ def paragraphs_of(text: str, stats: CorpusStats) -> list[str]:
   return paragraphs
 
 
-def _expand(patterns: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
+def _expand(patterns: Sequence[str | os.PathLike],
+            extensions: Optional[Sequence[str]] = None) -> tuple[list[pathlib.Path], int]:
+  """(the files ``patterns`` name, how many files in named directories ``extensions`` left out).
+
+  ``extensions`` filters the files found in directories (case-insensitively); a file or glob
+  pattern names its files explicitly and is never filtered. None or empty: every file.
+  """
   files: set[pathlib.Path] = set()
+  skipped = 0
+  wanted = {e.lower() for e in extensions or ()}
   for pattern in patterns:
     pattern = os.fspath(pattern)
     if os.path.isdir(pattern):
-      files.update(p for p in pathlib.Path(pattern).rglob("*") if p.is_file())
+      found = [p for p in pathlib.Path(pattern).rglob("*") if p.is_file()]
+      kept = [p for p in found if not wanted or p.suffix.lower() in wanted]
+      skipped += len(found) - len(kept)
+      files.update(kept)
     else:
       files.update(pathlib.Path(p) for p in glob.glob(pattern, recursive=True)
                    if os.path.isfile(p))
-  return sorted(files)
+  return sorted(files), skipped
 
 
 def _files_fingerprint(kind: str, files: Iterable[pathlib.Path]) -> str:
@@ -132,32 +155,39 @@ def _files_fingerprint(kind: str, files: Iterable[pathlib.Path]) -> str:
 class TextFiles:
   """Plain text files, directories (recursively) or glob patterns.
 
-  Two layouts:
+  Two layouts (``config.data.layout``):
 
   * ``"file"`` (default): one document per file; paragraphs are separated by blank lines.
   * ``"blank_lines"``: BERT's ``create_pretraining_data`` format: one sentence or paragraph per
     line, documents separated by blank lines, several documents per file.
+
+  ``extensions`` (``config.data.extensions``) picks the files read from directories, ``.txt``
+  by default; a README or a data file beside the text is skipped and counted.
   """
 
   def __init__(self, patterns: str | os.PathLike | Sequence[str | os.PathLike],
-               layout: str = "file"):
-    if layout not in ("file", "blank_lines"):
+               layout: str = "file", extensions: Optional[Sequence[str]] = (".txt",)):
+    if layout not in LAYOUTS:
       raise ValueError(f"layout={layout!r} is not supported; use 'file' (one document per file) "
                        "or 'blank_lines' (documents separated by blank lines).")
     if isinstance(patterns, (str, os.PathLike)):
       patterns = [patterns]
     self.patterns = [os.fspath(p) for p in patterns]
     self.layout = layout
+    self.extensions = tuple(extensions or ())
     self.stats = CorpusStats()
-    self.files = _expand(self.patterns)
+    self.files, self._skipped = _expand(self.patterns, self.extensions)
     if not self.files:
-      raise FileNotFoundError(f"no text files match {self.patterns}; pass files, directories or "
-                              "glob patterns such as 'corpus/**/*.txt'.")
+      kinds = (f" (in directories only {', '.join(self.extensions)} files are read: "
+               "--config.data.extensions)") if self.extensions and self._skipped else ""
+      raise FileNotFoundError(f"no text files match {self.patterns}{kinds}; pass files, "
+                              "directories or glob patterns such as 'corpus/**/*.txt'.")
 
   def fingerprint(self) -> str:
     return _files_fingerprint(f"text:{self.layout}", self.files)
 
   def __iter__(self) -> Iterator[Document]:
+    self.stats.skipped_files = self._skipped
     for path in self.files:
       self.stats.files += 1
       text = decode(path.read_bytes(), self.stats)

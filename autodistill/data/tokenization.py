@@ -7,7 +7,6 @@ one word at a time in Python.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 import re
@@ -16,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers
+
+from autodistill import files
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -75,8 +76,8 @@ class WordPiece:
       return cls(tokenizers.Tokenizer.from_file(str(path)), str(path))
     if lowercase is None:
       config = path.parent / "tokenizer_config.json"
-      lowercase = json.loads(config.read_text()).get("do_lower_case", True) \
-          if config.exists() else True
+      lowercase = files.read_json(config, fix="repair or delete it (the default lower-cases)").get(
+          "do_lower_case", True) if config.exists() else True
     vocab = {}
     for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
       token = line.rstrip("\n")

@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import time
+import zipfile
 from typing import Iterable, Optional
 
 import numpy as np
@@ -21,11 +22,12 @@ import numpy as np
 from autodistill import files
 from autodistill.data.corpora import Corpus, CorpusStats
 from autodistill.data.tokenization import SPLITTER_VERSION, WordPiece, split_sentences
+from autodistill.errors import UserError
 
 _ENCODE_CHUNK = 8192  # sentences per encode_batch call: large enough to keep the tokenizer busy
 
 
-class CorpusTooSmallError(ValueError):
+class CorpusTooSmallError(UserError, ValueError):
   """The corpus (or one of its splits) cannot fill what was asked of it."""
 
 
@@ -96,7 +98,12 @@ def tokenize_corpus(corpus: Corpus, tokenizer: WordPiece,
                        .encode()).hexdigest()[:24]
   path = pathlib.Path(cache_dir) / f"tokenized-{key}.npz" if cache_dir is not None else None
   if path is not None and path.exists():
-    return _load(path, key)
+    try:
+      return _load(path, key)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+      # A cache, derived from the corpus alone: safe to rebuild (the write is atomic).
+      print(f"  the tokenized-corpus cache {path} cannot be read ({type(error).__name__}); "
+            "tokenizing the corpus again", flush=True)
 
   start = time.perf_counter()
   sentences: list[str] = []

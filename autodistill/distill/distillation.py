@@ -37,6 +37,7 @@ from autodistill.distill import losses
 from autodistill.distill.evaluation import make_pretraining_evaluator
 from autodistill.distill.initialization import (FeatureProjections, init_projections,
                                                 init_student_from_teacher, layer_mapping)
+from autodistill.errors import damaged
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.student import StudentEncoder, StudentForPreTraining
@@ -405,13 +406,26 @@ def _save_student(workdir: pathlib.Path, student: StudentConfig, params: Params,
   files.write_json(workdir / "result.json", summary)
 
 
+_REDISTIL = ("delete {workdir} and run the command that wrote it (distill, finalize or search) "
+             "again: the student is distilled anew")
+
+
 def load_distilled(workdir: str | os.PathLike) -> tuple[StudentConfig, Params, dict[str, Any]]:
-  """(config, parameters, result summary) of a finished :func:`distill` run's workdir."""
+  """(config, parameters, result summary) of a finished :func:`distill` run's workdir.
+
+  Raises:
+    CorruptFileError: ``result.json`` or the ``student/`` checkpoint cannot be read.
+  """
   workdir = pathlib.Path(workdir)
-  summary = files.read_json(workdir / "result.json")
+  summary = files.read_json(workdir / "result.json", fix=_REDISTIL.format(workdir=workdir))
   config = StudentConfig.from_dict(summary["student_config"])
-  with ocp.StandardCheckpointer() as checkpointer:
-    params = checkpointer.restore((workdir / "student").absolute())
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      params = checkpointer.restore((workdir / "student").absolute())
+  except Exception as error:  # pylint: disable=broad-except
+    # Orbax and TensorStore raise many types for a truncated or emptied checkpoint file.
+    raise damaged(workdir / "student", error, _REDISTIL.format(workdir=workdir),
+                  what="an Orbax checkpoint") from error
   return config, params, summary
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 from typing import Any, Callable, Optional, Sequence
@@ -22,13 +23,29 @@ import jax
 from autodistill import files, sharding
 from autodistill.distill import losses
 from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.errors import CorruptFileError, UserError
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig
 from autodistill.models.teacher import BertForPreTraining
-from autodistill.train import OptimizerConfig, Phase, RunOptions, run_phases
+from autodistill.train import NonFiniteLossError, OptimizerConfig, Phase, RunOptions, run_phases
 
 Params = Any
 HEAD_FIT_OPTIMIZER = OptimizerConfig(learning_rate=1e-2, warmup_steps=30, weight_decay=0.0)
+
+
+class NonFiniteTeacherError(UserError, FloatingPointError):
+  """The teacher's held-out losses, or the losses of fitting its heads, are NaN or infinite."""
+
+
+def _check_finite(evals: dict[str, Any], source: str) -> dict[str, Any]:
+  bad = {k: v for k, v in evals.items() if isinstance(v, float) and not math.isfinite(v)}
+  if bad:
+    names = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+    raise NonFiniteTeacherError(
+        f"the teacher's held-out {names}: its outputs on this data are not finite, so nothing "
+        f"can be distilled from it. The checkpoint {source} is damaged or does not fit the "
+        "tokenizer; check that it loads in transformers, or pass another --config.teacher.path.")
+  return evals
 
 
 @dataclasses.dataclass
@@ -114,12 +131,17 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
   key = _cache_key(source, fit_steps, seed, train_data, optimizer)
   key_path, fitted_dir = cache / "fitted.json", cache / "fitted"
   if key_path.exists() and (fitted_dir / "config.json").exists():
-    stored = json.loads(key_path.read_text(encoding="utf-8"))
+    rebuilt = f"delete {cache} and run again: the heads are fitted anew ({fit_steps} steps)"
+    stored = files.read_json(key_path, fix=rebuilt)
     if stored["key"] == key:
-      cached = hf.load_bert(fitted_dir)
+      try:
+        cached = hf.load_bert(fitted_dir)
+      except CorruptFileError as error:
+        raise CorruptFileError(error.path, "(the teacher's cached heads) cannot be read",
+                               rebuilt) from error
       log(f"teacher: using heads fitted earlier ({fitted_dir})")
       return PreparedTeacher(cached.config, cached.params, source, tuple(stored["fitted"]),
-                             stored["evals"], cached=True)
+                             _check_finite(stored["evals"], source), cached=True)
     log(f"teacher: the cached heads in {fitted_dir} were fitted with other settings; refitting")
   missing = checkpoint.missing
   log(checkpoint.describe())
@@ -130,7 +152,8 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
         lambda p, ids, seg, mask, pos: model.apply({"params": p}, ids, seg, mask,
                                                    masked_positions=pos), eval_data, mesh)(
                                                        checkpoint.params)
-    return PreparedTeacher(checkpoint.config, checkpoint.params, source, (), evals)
+    return PreparedTeacher(checkpoint.config, checkpoint.params, source, (),
+                           _check_finite(evals, source))
   filled = checkpoint.with_initialized(jax.random.PRNGKey(seed))
 
   def trainable(path: Sequence[str]) -> bool:
@@ -138,8 +161,15 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
 
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
   run_dir = cache / f"fit-{digest}"
-  params, evals = _train(filled.config, filled.params, trainable, "teacher_heads", fit_steps,
-                         train_data, eval_data, run_dir, optimizer, mesh, seed, progress, log)
+  try:
+    params, evals = _train(filled.config, filled.params, trainable, "teacher_heads", fit_steps,
+                           train_data, eval_data, run_dir, optimizer, mesh, seed, progress, log)
+  except NonFiniteLossError as error:
+    raise NonFiniteTeacherError(
+        f"fitting the teacher's heads gave a non-finite loss at step {error.step} "
+        f"({', '.join(f'{k}={v}' for k, v in error.terms.items())}): the checkpoint {source} "
+        "gives non-finite outputs, or --config.teacher.learning_rate is too high.") from None
+  _check_finite(evals, source)
   hf.export_bert(filled.config, params, fitted_dir)
   files.write_json(key_path, {"key": key, "fitted": list(missing), "evals": evals})
   return PreparedTeacher(filled.config, params, source, tuple(missing), evals)

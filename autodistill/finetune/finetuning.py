@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from autodistill import sharding
+from autodistill import files, sharding
 from autodistill.data.tokenization import WordPiece
 from autodistill.finetune import heads
 from autodistill.finetune.config import FinetuneConfig
@@ -369,7 +369,8 @@ def _save_params(target: pathlib.Path, params: Params) -> None:
 
 def read_result(workdir: str | os.PathLike) -> dict[str, Any]:
   """The ``result.json`` of a finished :func:`finetune` workdir."""
-  return json.loads((pathlib.Path(workdir) / RESULT).read_text(encoding="utf-8"))
+  return files.read_json(pathlib.Path(workdir) / RESULT,
+                         fix=f"delete {workdir} and fine-tune again: it is rebuilt")
 
 
 def finetune_many(backbones: Sequence[Backbone], tasks: Sequence[Task | str],

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from autodistill.errors import UserError
 from autodistill.finetune import glue, offline
 from autodistill.finetune.task_types import Task, TaskFactory
 
 
-class UnknownTaskError(KeyError):
+class UnknownTaskError(UserError, KeyError):
   """No task of that name; the message lists the known ones."""
 
   def __str__(self) -> str:  # KeyError would quote the whole message

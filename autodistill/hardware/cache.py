@@ -25,6 +25,7 @@ import sqlite3
 from typing import Any, Iterable, Optional
 
 from autodistill import files
+from autodistill.errors import CorruptFileError
 from autodistill.hardware import latency as latency_lib
 from autodistill.hardware.latency import KEY_FIELDS, LatencyResult, MeasurementKey
 
@@ -85,9 +86,16 @@ class LatencyCache:
   """
 
   def __init__(self, path: PathLike):
-    """Opens (creating if needed) the cache file at ``path``; its folder is created too."""
+    """Opens (creating if needed) the cache file at ``path``; its folder is created too.
+
+    Raises:
+      CorruptFileError: ``path`` exists and is not a readable latency cache.
+    """
     self.path = pathlib.Path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
+    if self.path.exists() and self.path.stat().st_size:
+      files.check_sqlite(self.path, ("latency",), fix="delete it (and latency.sqlite-wal, "
+                         "-shm beside it): the latencies are measured again")
     # A generous busy timeout lets several sweeping processes share one file.
     self._db = sqlite3.connect(str(self.path), timeout=60.0)
     self._db.execute("PRAGMA journal_mode=WAL")
@@ -98,8 +106,9 @@ class LatencyCache:
       self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
       self._db.commit()
     elif version != _SCHEMA_VERSION:
-      raise ValueError(f"{self.path} has latency-cache schema version {version}; this version of "
-                       f"autodistill reads version {_SCHEMA_VERSION}. Use another path.")
+      raise CorruptFileError(self.path, f"has latency-cache schema version {version}, and this "
+                             f"version of autodistill reads version {_SCHEMA_VERSION}",
+                             "move it away: the latencies are measured again")
 
   @classmethod
   def in_workdir(cls, workdir: PathLike) -> "LatencyCache":

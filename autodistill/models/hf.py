@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from autodistill import files
+from autodistill.errors import damaged
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.student import StudentForPreTraining
 from autodistill.models.teacher import BertForPreTraining
@@ -251,11 +253,24 @@ def init_params(config: BertConfig | StudentConfig, rng: jax.Array, seq_len: int
 # Reading checkpoints
 
 
+def _load_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+  try:
+    return load_file(str(path))
+  except Exception as error:  # pylint: disable=broad-except
+    # safetensors raises its own SafetensorError (or OSError) for a truncated or foreign file.
+    raise damaged(path, error, "repair or replace the checkpoint (a file cut short by a full disk "
+                  "or an interrupted copy)", what="safetensors") from error
+
+
 def read_state_dict(directory: PathLike) -> dict[str, np.ndarray]:
   """Reads every tensor of a Hugging Face checkpoint directory as float32 NumPy arrays.
 
   Looks for ``model.safetensors``, then ``model.safetensors.index.json`` (sharded), then
   ``pytorch_model.bin`` (needs PyTorch).
+
+  Raises:
+    FileNotFoundError: no such directory, or no weights in it.
+    CorruptFileError: a weights file cannot be read.
   """
   directory = pathlib.Path(directory)
   if not directory.is_dir():
@@ -265,12 +280,13 @@ def read_state_dict(directory: PathLike) -> dict[str, np.ndarray]:
                               directory / "model.safetensors.index.json",
                               directory / "pytorch_model.bin")
   if single.exists():
-    state = load_file(str(single))
+    state = _load_safetensors(single)
   elif index.exists():
-    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    weight_map = files.read_json(index, fix="repair or replace the checkpoint")["weight_map"]
+    shards = sorted(set(weight_map.values()))
     state = {}
     for shard in shards:
-      state.update(load_file(str(directory / shard)))
+      state.update(_load_safetensors(directory / shard))
   elif torch_bin.exists():
     try:
       import torch  # pylint: disable=import-outside-toplevel
@@ -292,7 +308,8 @@ def read_config(directory: PathLike) -> dict[str, Any]:
   if not path.exists():
     raise FileNotFoundError(f"{str(path)!r} is missing: a Hugging Face checkpoint directory needs "
                             "its config.json next to the weights.")
-  return json.loads(path.read_text())
+  return files.read_json(path, fix="repair or replace it: it must be the config.json of a "
+                         "Hugging Face BERT or MobileBERT checkpoint")
 
 
 def _normalise_keys(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

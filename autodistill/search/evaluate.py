@@ -145,7 +145,8 @@ def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
   """Flash-distils ``student`` in ``trial_dir`` (resuming), or reads a finished run back."""
   result_path = trial_dir / "result.json"
   if result_path.exists():
-    summary = files.read_json(result_path)
+    summary = files.read_json(result_path, fix=f"delete {trial_dir} and run the search again: "
+                              "the trial is distilled anew")
     plan = dataclasses.asdict(context.distill_config.plan(student.num_blocks))
     if summary.get("student") == student.name and summary.get("plan") == plan:
       log(f"{student.name}: distilled earlier ({trial_dir}); reading its result")

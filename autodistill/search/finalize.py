@@ -70,7 +70,8 @@ def read_records(workdir: str | os.PathLike) -> list[TrialRecord]:
   if not table.exists():
     raise FileNotFoundError(f"{table} not found: run the search in {workdir} first (or "
                             "`report` to rebuild its outputs).")
-  return [TrialRecord.from_dict(r) for r in files.read_json(table)]
+  return [TrialRecord.from_dict(r) for r in files.read_json(
+      table, fix="rebuild it from the study with `autodistill report`")]
 
 
 def finalize(context: SearchContext, settings: FinalizeSettings, objectives: Sequence[str],

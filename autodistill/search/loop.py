@@ -79,10 +79,39 @@ def _endpoint(endpoint: str) -> Iterator[None]:
     clients.environment_variables.server_endpoint = previous
 
 
+# The tables of Vizier's SQL datastore (vizier/_src/service/sql_datastore.py).
+STUDY_TABLES = ("owners", "studies", "trials", "suggestion_operations",
+                "early_stopping_operations")
+
+
+def check_study_file(workdir: str | os.PathLike) -> None:
+  """Checks that an existing ``<workdir>/study.sqlite`` is a readable Vizier study.
+
+  Vizier's datastore creates its tables in whatever file it is given, so without this check an
+  emptied or damaged study would be replaced by a new, empty one (and the trials tables
+  rewritten from it). A missing file is fine: a new study is created.
+
+  Raises:
+    CorruptFileError: the file is empty, not SQLite, damaged, or not a Vizier study.
+  """
+  path = pathlib.Path(workdir) / STUDY_DB
+  if path.exists():
+    files.check_sqlite(path, STUDY_TABLES, fix=(
+        "restore it from a backup, or move it away to start a new study in this workdir (the "
+        "trials/ directories and tables stay where they are, but the new study does not "
+        "know them)"))
+
+
 def start_server(workdir: str | os.PathLike, host: str = "localhost",
                  port: Optional[int] = None) -> servers.DefaultVizierServer:
-  """A Vizier server (with autodistill's seeded designers) on ``<workdir>/study.sqlite``."""
+  """A Vizier server (with autodistill's seeded designers) on ``<workdir>/study.sqlite``.
+
+  Raises:
+    CorruptFileError: the workdir's study exists and cannot be read (see
+      :func:`check_study_file`); it is never re-created over.
+  """
   pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+  check_study_file(workdir)
   kwargs = {"port": port} if port else {}
   return servers.DefaultVizierServer(host=host, database_url=database_url(workdir),
                                      policy_factory=SearchPolicyFactory(), **kwargs)

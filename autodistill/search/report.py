@@ -135,7 +135,8 @@ def load_trials(path: PathLike) -> list[TrialRecord]:
   path = pathlib.Path(path)
   if path.is_dir():
     path = path / TRIALS_JSON
-  return [TrialRecord.from_dict(values) for values in json.loads(path.read_text())]
+  return [TrialRecord.from_dict(values) for values in files.read_json(
+      path, fix="rebuild it from the study with `autodistill report`")]
 
 
 def _objective_dicts(objectives: Sequence[Objective]) -> list[dict[str, str]]:

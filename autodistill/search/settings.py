@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
 from autodistill.distill.distillation import DistillConfig
+from autodistill.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Constraints:
     return None
 
 
-class IncompatibleStudyError(ValueError):
+class IncompatibleStudyError(UserError, ValueError):
   """The workdir's study was created by a search with other settings."""
 
 

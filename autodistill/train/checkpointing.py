@@ -20,11 +20,13 @@ from typing import Any, Optional, Sequence
 
 import orbax.checkpoint as ocp
 
+from autodistill.errors import UserError, damaged
+
 Params = Any
 Plan = list[list[Any]]
 
 
-class IncompatibleWorkdirError(ValueError):
+class IncompatibleWorkdirError(UserError, ValueError):
   """The workdir's checkpoints come from a run with a different phase plan."""
 
 
@@ -77,8 +79,9 @@ class Checkpoints:
 
     Raises:
       IncompatibleWorkdirError: the checkpoint belongs to a different plan.
+      CorruptFileError: the checkpoint cannot be read (also from the other restores).
     """
-    meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = self._restore(step, "meta", None)
     if meta["plan"] != plan:
       raise IncompatibleWorkdirError(
           f"{self.workdir} holds checkpoints of another run (phases {meta['plan']}), not of this "
@@ -94,8 +97,17 @@ class Checkpoints:
     return self._restore(step, "best", abstract_params)
 
   def _restore(self, step: int, item: str, abstract: Any) -> Any:
-    args = ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)})
-    return self._manager.restore(step, args=args)[item]
+    restore = ocp.args.JsonRestore() if item == "meta" else ocp.args.StandardRestore(abstract)
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(**{item: restore}))[item]
+    except Exception as error:  # pylint: disable=broad-except
+      # Orbax and TensorStore raise many types, for a damaged file and for a state of another
+      # shape alike.
+      directory = self.workdir / "checkpoints" / str(step)
+      raise damaged(directory, error, f"if the run's settings changed, use a fresh workdir; if "
+                    f"the checkpoint is damaged, delete {directory} to resume from the one "
+                    "before it (or all of checkpoints/ to start over)",
+                    what=f"this run's checkpoint ({item})") from error
 
   def wait_until_finished(self) -> None:
     """Blocks until asynchronous saves are on disk."""

@@ -27,6 +27,8 @@ import dataclasses
 import math
 import os
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -36,6 +38,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from autodistill import sharding
+from autodistill.errors import Interrupted, UserError
 from autodistill.train.checkpointing import Checkpoints, phase_plan
 from autodistill.train.early_stopping import BestSoFar, EarlyStopping
 from autodistill.train.metrics import MetricWriter
@@ -48,7 +51,7 @@ Params = Any
 EvalFn = Callable[[Params], dict[str, float]]
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """A loss term became NaN or infinite; the run stopped before checkpointing that state.
 
   Attributes:
@@ -179,6 +182,9 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
   Raises:
     NonFiniteLossError: a loss term became NaN/inf.
     IncompatibleWorkdirError: ``workdir`` holds checkpoints of a different plan.
+    CorruptFileError: its newest checkpoint cannot be restored.
+    Interrupted: Ctrl-C (SIGINT, main thread only); the run saved a checkpoint after the step in
+      flight first, so calling again resumes there.
   """
   start_time = time.time()
   _check_arguments(mesh, train_data, eval_fn, early_stopping, options)
@@ -191,13 +197,16 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     else:
       closing.callback(writer.flush)
     checkpoints = closing.enter_context(Checkpoints(workdir, options.keep_checkpoints))
+    interrupt = closing.enter_context(_Interrupt(log))
     run = _Run(phases, param_shardings, jax.eval_shape(lambda p: p, params), mesh, train_data,
                workdir, seed, eval_fn, options, writer, checkpoints, log,
-               _Record(best=BestSoFar(early_stopping)))
+               _Record(best=BestSoFar(early_stopping)), interrupt)
     at = run.resume(params) or run.start(params)
     while at.phase < len(phases) and run.record.best.stopped_at is None:
       state = run.train_phase(at)
       run.finish_phase(at.phase, state)
+      if at.phase + 1 < len(phases) and run.record.best.stopped_at is None:
+        run.stop_if_interrupted(at.phase, phases[at.phase].num_steps, state, None)
       at = _Position(at.phase + 1, 0, None, state.params)
     checkpoints.wait_until_finished()
   return run.result(at.params, time.time() - start_time)
@@ -264,7 +273,9 @@ class _Run:
   checkpoints: Checkpoints
   log: Callable[[str], None]
   record: _Record
+  interrupt: "_Interrupt"
   resumed_from: Optional[int] = None
+  last_saved: Optional[int] = None
   plan: list[list[Any]] = dataclasses.field(init=False)
   # offsets[i]: global steps before phase i; offsets[-1]: all steps of the plan.
   offsets: list[int] = dataclasses.field(init=False)
@@ -348,8 +359,10 @@ class _Run:
       for s in range(at.step, phase.num_steps):
         state, metrics = step_fn(state, next(batches), context)
         steps.push(s, metrics)
-        if s + 1 < phase.num_steps and self._after_step(i, s + 1, state, steps):
-          break
+        if s + 1 < phase.num_steps:
+          if self._after_step(i, s + 1, state, steps):
+            break
+          self.stop_if_interrupted(i, s + 1, state, steps)
       steps.flush()
     finally:
       batches.close()
@@ -423,6 +436,22 @@ class _Run:
     if best.rule is not None:
       meta["best"] = best.state_dict()
     self.checkpoints.save(step, meta, state, best.params, force=force)
+    self.last_saved = step
+
+  def stop_if_interrupted(self, i: int, done: int, state: TrainState,
+                          steps: Optional["_StepLog"]) -> None:
+    """After Ctrl-C: checkpoints ``done`` steps into phase ``i`` (unless just saved) and raises
+    :class:`~autodistill.errors.Interrupted`."""
+    if not self.interrupt.requested:
+      return
+    step = self.offsets[i] + done
+    if self.last_saved != step:
+      if steps is not None:
+        steps.flush()  # a non-finite loss still stops the run before its state is saved
+      self.save(step, i, done, state, force=True)
+    self.checkpoints.wait_until_finished()
+    raise Interrupted(f"saved a checkpoint at step {step} of {self.offsets[-1]} in "
+                      f"{self.workdir / 'checkpoints'}")
 
   def result(self, params: Params, seconds: float) -> RunResult:
     best = self.record.best
@@ -432,6 +461,37 @@ class _Run:
                      resumed_from=self.resumed_from, seconds=seconds,
                      history=self.record.history, best_params=best.params, best_step=best.step,
                      best=best.metrics, stopped_early_at=best.stopped_at)
+
+
+class _Interrupt:
+  """Ctrl-C during :func:`run_phases`: the first SIGINT asks the run to checkpoint after the
+  step in flight and stop (:meth:`_Run.stop_if_interrupted`); a second one stops at once.
+
+  Python runs signal handlers in the main thread only, so elsewhere (a run in a worker thread)
+  Ctrl-C keeps its default behaviour.
+  """
+
+  def __init__(self, log: Callable[[str], None]):
+    self.requested = False
+    self._log = log
+    self._previous: Any = None
+
+  def _handle(self, signum: int, frame: Any) -> None:
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    self._log("interrupted: saving a checkpoint after the current step (Ctrl-C again to stop "
+              "at once)")
+
+  def __enter__(self) -> "_Interrupt":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def __exit__(self, *exc_info: Any) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
 
 
 class _StepLog:

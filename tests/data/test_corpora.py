@@ -42,6 +42,26 @@ def test_no_matching_files_and_bad_layout_are_clear_errors(tmp_path):
     TextFiles(tmp_path, layout="lines")
 
 
+def test_directories_are_filtered_by_extension_and_the_skipped_files_counted(tmp_path):
+  (tmp_path / "a.txt").write_text("Some text.")
+  (tmp_path / "sub").mkdir()
+  (tmp_path / "sub" / "b.TXT").write_text("More text.")
+  (tmp_path / "README.md").write_text("# Not part of the corpus")
+  (tmp_path / "notes.rst").write_text("Nor this.")
+  corpus = TextFiles(tmp_path)
+  assert [p.name for p in corpus.files] == ["a.txt", "b.TXT"]
+  list(corpus)
+  assert corpus.stats.skipped_files == 2
+  assert "skipped 2 files of other types" in corpus.stats.describe()
+  every = TextFiles(tmp_path, extensions=())
+  assert len(every.files) == 4
+  assert [p.name for p in TextFiles(tmp_path, extensions=(".md", ".rst")).files] == [
+      "README.md", "notes.rst"]
+  assert [p.name for p in TextFiles(str(tmp_path / "*.md")).files] == ["README.md"]  # a glob
+  with pytest.raises(FileNotFoundError, match=r"only \.json files are read"):
+    TextFiles(tmp_path, extensions=(".json",))
+
+
 def test_fingerprint_changes_when_a_file_changes(tmp_path):
   (tmp_path / "a.txt").write_text("Some text.")
   before = TextFiles(tmp_path).fingerprint()

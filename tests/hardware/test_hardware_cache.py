@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from autodistill.errors import CorruptFileError
 from autodistill.hardware import CACHE_FILENAME, LatencyCache, LatencyResult, write_results
 from autodistill.hardware import measurement_key
 from autodistill.hardware.cache import _SCHEMA_VERSION
@@ -89,12 +90,25 @@ def test_wal_mode_and_rows_visible_to_other_connections_at_once(tmp_path):
 
 def test_unknown_schema_version_is_refused(tmp_path):
   path = tmp_path / "lat.sqlite"
+  LatencyCache(path).close()
   db = sqlite3.connect(str(path))
   db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION + 1}")
   db.commit()
   db.close()
-  with pytest.raises(ValueError, match="schema version"):
+  with pytest.raises(CorruptFileError, match="schema version"):
     LatencyCache(path)
+
+
+def test_a_damaged_cache_is_named_and_never_overwritten(tmp_path):
+  path = tmp_path / "lat.sqlite"
+  garbage = b"not a database " * 300
+  path.write_bytes(garbage)
+  with pytest.raises(CorruptFileError, match=r"lat.sqlite cannot be read as an SQLite database "
+                     r".*delete it .*measured again"):
+    LatencyCache(path)
+  assert path.read_bytes() == garbage
+  path.write_bytes(b"")  # an emptied cache is just an empty one: measured again
+  LatencyCache(path).close()
 
 
 def test_get_with_key_and_settings_is_ambiguous(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 from autodistill import sharding
 from autodistill.distill import DistillConfig, distillation_phases, initial_params
+from autodistill.errors import CorruptFileError
 from autodistill.models import BertForPreTraining, StudentForPreTraining
 from autodistill.train import (IncompatibleWorkdirError, NonFiniteLossError, OptimizerConfig,
                                Phase, RunOptions, read_metrics, run_phases)
@@ -249,7 +250,67 @@ def test_a_failed_resume_closes_the_checkpoint_manager_and_the_writer(tmp_path, 
     with pytest.raises(IncompatibleWorkdirError):
       _toy_run(tmp_path, {"w": jnp.zeros((1,))}, num_steps=5)
   else:  # the checkpointed parameters have another shape: Orbax refuses to restore them
-    with pytest.raises(ValueError, match="not compatible with the stored shape"):
+    with pytest.raises(CorruptFileError, match="not compatible with the stored shape.*fresh "
+                       "workdir.*delete .*checkpoints/4 to resume from the one before"):
       _toy_run(tmp_path, {"w": jnp.zeros((2,))})
   for opened, closed in (managers, writers):
     assert len(opened) == 1 and set(closed) == set(opened)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class _InterruptingStream:
+  """An ArrayStream that sends this process SIGINT (Ctrl-C) when batch ``at`` is fetched."""
+
+  def __init__(self, stream, at):
+    self._stream, self._at, self._fetched = stream, at, 0
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+  def device_batches(self, mesh, data_axis="data"):
+    for batch in self._stream.device_batches(mesh, data_axis):
+      if self._fetched == self._at:
+        signal.raise_signal(signal.SIGINT)
+      self._fetched += 1
+      yield batch
+
+
+def _two_phase_toy_run(workdir, interrupt_at=None, log=lambda _: None):
+  from autodistill.finetune.features import ArrayStream
+  mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
+  rep = sharding.replicated(mesh)
+  phases = [Phase("first", 5, _toy_loss, OptimizerConfig(learning_rate=0.5)),
+            Phase("second", 5, _toy_loss, OptimizerConfig(learning_rate=0.2))]
+  stream = ArrayStream({"x": np.zeros((16, 1), np.float32)}, global_batch_size=4)
+  if interrupt_at is not None:
+    stream = _InterruptingStream(stream, interrupt_at)
+  params = {"w": jnp.zeros((3,))}
+  return run_phases(phases, params, param_shardings=jax.tree.map(lambda _: rep, params),
+                    mesh=mesh, train_data=stream, workdir=workdir,
+                    options=RunOptions(checkpoint_every=4, progress=False), log=log)
+
+
+@pytest.mark.parametrize("interrupt_at", [2, 4])  # mid-phase; the last step of the first phase
+def test_ctrl_c_checkpoints_the_step_in_flight_and_resumes_to_the_uninterrupted_result(
+    tmp_path, interrupt_at):
+  from autodistill.errors import Interrupted
+  reference = _two_phase_toy_run(tmp_path / "reference")
+  lines = []
+  with pytest.raises(Interrupted, match="saved a checkpoint at step") as stopped:
+    _two_phase_toy_run(tmp_path / "run", interrupt_at=interrupt_at, log=lines.append)
+  # The batch fetched when Ctrl-C came is trained on, then saved: no step is lost, and the
+  # checkpoint is not one of the periodic ones (every 4 steps).
+  saved = interrupt_at + 1
+  assert f"step {saved} of 10" in str(stopped.value)
+  assert any("Ctrl-C again" in line for line in lines)
+  assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
+                if p.name.isdigit())[-1] == saved
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+  resumed = _two_phase_toy_run(tmp_path / "run")
+  assert resumed.resumed_from == saved
+  np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(reference.params["w"]))
+  steps = [r["step"] for r in read_metrics(tmp_path / "run") if "loss" in r]
+  assert steps == sorted(set(steps))  # no step logged twice
