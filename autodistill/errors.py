@@ -15,6 +15,12 @@ import os
 from typing import Optional
 
 
+def first_line(error: BaseException) -> str:
+  """The first line of an error's message (its type's name if it has none)."""
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
 class UserError(Exception):
   """An error whose message names the cause and the fix (one line on the command line)."""
 
@@ -35,7 +41,7 @@ class CorruptFileError(UserError):
 def damaged(path: str | os.PathLike, error: BaseException, fix: str,
             what: Optional[str] = None) -> CorruptFileError:
   """A :class:`CorruptFileError` for ``path`` whose reading raised ``error``."""
-  detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  detail = first_line(error) if str(error).strip() else ""
   detail = f"{type(error).__name__}: {detail[:160]}" if detail else type(error).__name__
   return CorruptFileError(path, f"cannot be read as {what or 'what it should be'} ({detail})",
                           fix)

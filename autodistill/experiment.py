@@ -19,18 +19,13 @@ import pathlib
 from typing import Any, Callable, Mapping
 
 from autodistill import config as config_lib
-from autodistill.errors import damaged
+from autodistill.errors import damaged, first_line
 from autodistill.models import hf
 from autodistill.models.configs import FACTORS, BertConfig, StudentConfig
 from autodistill.space import InvalidArchitecture
 from autodistill.workdir import open_workdir
 
 Log = Callable[[str], None]
-
-
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
 class Experiment:
@@ -104,7 +99,7 @@ class Experiment:
     except (FileNotFoundError, ValueError) as error:
       where = f"config.data.vocab={vocab!r}" if vocab else f"the teacher directory {path}"
       problem = ("holds neither vocab.txt nor tokenizer.json" if isinstance(error, FileNotFoundError)
-                 else f"is not a BERT WordPiece vocabulary ({_first_line(error)})")
+                 else f"is not a BERT WordPiece vocabulary ({first_line(error).rstrip('.')})")
       raise config_lib.ConfigError(f"{where} {problem}; {fix}.") from None
 
   @functools.cached_property
@@ -189,7 +184,7 @@ class Experiment:
       stats = self.corpus.stats
       if d.layout == "file" and stats.files and stats.documents <= max(2, stats.files // 2):
         raise CorpusTooSmallError(
-            f"{_first_line(error)}. The corpus has {stats.documents} documents in "
+            f"{first_line(error).rstrip('.')}. The corpus has {stats.documents} documents in "
             f"{stats.files} files (one document per file): if its files hold many documents "
             "separated by blank lines, set --config.data.layout=blank_lines.") from None
       raise

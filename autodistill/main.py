@@ -26,7 +26,7 @@ from ml_collections import config_flags
 from autodistill import config as config_lib
 from autodistill import pipeline
 from autodistill import workdir as workdir_lib
-from autodistill.errors import Interrupted
+from autodistill.errors import Interrupted, first_line
 
 _DEFAULT_CONFIG = str(pathlib.Path(config_lib.__file__).resolve())
 
@@ -209,11 +209,6 @@ def _wrap(text: str, width: int = 96) -> str:
   return textwrap.fill(text, width)
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
-
-
 def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: bool = False,
             **options: Any) -> Any:
   """Runs command ``name`` as the command line does, in this process: parses the config once,
@@ -243,11 +238,11 @@ def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: b
   except pipeline.user_errors() as error:
     if traceback:
       raise
-    sys.exit(f"autodistill {name}: error: {_first_line(error)} (--traceback shows where)")
+    sys.exit(f"autodistill {name}: error: {first_line(error)} (--traceback shows where)")
   except KeyboardInterrupt as interrupt:
     if traceback:
       raise
-    saved = _first_line(interrupt) if isinstance(interrupt, Interrupted) else (
+    saved = first_line(interrupt) if isinstance(interrupt, Interrupted) else (
         "nothing finished is lost")
     print(f"autodistill {name}: interrupted; {saved}. Run the same command again to resume.",
           file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """Replays bad inputs and faults against the real command line and prints what each did.
 
-Usage (from the repository root; about 6 minutes on 2 cores)::
+Usage (from the repository root; about 10 minutes on 2 cores)::
 
   .venv/bin/python tests/probe_cli.py                  # this checkout
   .venv/bin/python tests/probe_cli.py --repo=../old    # another checkout of autodistill
@@ -277,6 +277,7 @@ def cases(probe: Probe) -> list[Case]:
       # 7. Ctrl-C.
       Case("7 Ctrl-C during distill", fixed("distill", f"--arch={TINY_ARCH}",
                                             "--config.distill.pretrain_steps=300",
+                                            "--config.distill.checkpoint_every=100",
                                             "--config.distill.log_every=10"),
            expect_exit=130, expect="saved a checkpoint", special="ctrl_c"),
   ]
@@ -347,7 +348,7 @@ def run_case(probe: Probe, case: Case, index: int) -> tuple[Outcome, str]:
     unchanged = all(after.get(k) == v for k, v in before.items())
   lines, traceback, ok, first = judge(case, code, stdout, stderr, unchanged)
   command = " ".join(args[:1] + [a for a in args[1:] if not a.startswith("--config=")])
-  return Outcome(case.name, command, code, lines, traceback, unchanged, ok, first[:140],
+  return Outcome(case.name, command, code, lines, traceback, unchanged, ok, first,
                  round(time.time() - start, 1)), note
 
 
@@ -356,7 +357,7 @@ def table(outcomes: list[tuple[Outcome, str]]) -> str:
           "first stderr line (cut) |", "|---|---|---|---|---|---|---|"]
   for o, note in outcomes:
     unchanged = "-" if o.unchanged is None else ("yes" if o.unchanged else "**no**")
-    line = o.first_line.replace("|", "\\|")
+    line = o.first_line[:150].replace("|", "\\|")
     if note:
       line += f" ({note})"
     rows.append(f"| {o.case} | {o.exit} | {o.stderr_lines} | {'yes' if o.traceback else 'no'} "
