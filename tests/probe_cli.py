@@ -96,6 +96,8 @@ class Probe:
         f"--workdir={workdir}"]
     return [sys.executable, "-m", "autodistill", command, *config, *workdir_flag, *rest]
 
+  # Every process runs in the scratch directory: `python -m` puts the current directory first on
+  # sys.path, which would shadow --repo when the probe is started from another checkout.
   def run(self, args: list[str], workdir: pathlib.Path,
           timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(self.argv(args, workdir), env=self.env, capture_output=True,
@@ -302,7 +304,7 @@ def run_special(probe: Probe, case: Case, args: list[str],
   if case.special == "two_searches":
     first = subprocess.Popen(probe.argv(args + ["--config.search.num_trials=3"], workdir),
                              env=probe.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+                             text=True, start_new_session=True, cwd=probe.scratch)
     _wait_for(lambda: (workdir / "trials").exists(), first, 600)
     second = probe.run(args + ["--config.search.num_trials=3"], workdir, timeout=600)
     os.killpg(first.pid, signal.SIGKILL)
@@ -312,7 +314,7 @@ def run_special(probe: Probe, case: Case, args: list[str],
     return second.returncode, second.stdout, second.stderr, note
   if case.special == "ctrl_c":
     process = subprocess.Popen(probe.argv(args, workdir), env=probe.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, cwd=probe.scratch)
 
     def training() -> bool:
       found = list(workdir.glob("distill/*/metrics.jsonl"))
