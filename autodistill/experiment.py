@@ -170,18 +170,22 @@ class Experiment:
   @functools.cached_property
   def _data(self) -> tuple[Any, Any]:
     # pylint: disable=import-outside-toplevel
-    from autodistill.data import CorpusTooSmallError, ExampleConfig, pretraining_data
+    from autodistill.data import (CorpusTooSmallError, ExampleConfig, pretraining_data,
+                                  tokenize_corpus)
     from autodistill.data.corpora import CorpusStats
     d = self.settings.data
+    cache_dir = str(self.workdir / "data_cache")
     try:
       train, held_out = pretraining_data(
           self.corpus, self.tokenizer, global_batch_size=d.batch_size,
           examples=ExampleConfig(max_seq_length=d.seq_len,
                                  max_predictions_per_seq=d.max_predictions),
-          eval_fraction=d.eval_fraction, seed=d.seed,
-          cache_dir=str(self.workdir / "data_cache"))
+          eval_fraction=d.eval_fraction, seed=d.seed, cache_dir=cache_dir)
     except CorpusTooSmallError as error:
       stats = self.corpus.stats
+      if not stats.files:  # tokenized earlier: the counts were cached with the tokens
+        stats = CorpusStats.from_dict(
+            tokenize_corpus(self.corpus, self.tokenizer, cache_dir=cache_dir).stats)
       if d.layout == "file" and stats.files and stats.documents <= max(2, stats.files // 2):
         raise CorpusTooSmallError(
             f"{first_line(error).rstrip('.')}. The corpus has {stats.documents} documents in "
