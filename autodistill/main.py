@@ -230,6 +230,8 @@ def execute(name: str, config: Any, workdir: str | pathlib.Path, *, traceback: b
     path = pathlib.Path(workdir).expanduser()
     # With jax.distributed every host runs the command on the (shared) workdir; the first holds
     # the lock for all of them.
+    if command.writes:
+      workdir_lib.use_compilation_cache(path)
     if command.writes and _first_process(settings):
       worker = name == "search" and settings.search.endpoint
       with workdir_lib.lock_workdir(path, name, beside=("serve",) if worker else ()):

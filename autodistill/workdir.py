@@ -133,3 +133,27 @@ def lock_workdir(workdir: str | os.PathLike, command: str,
   finally:
     _HELD.pop(key, None)
     os.close(fd)  # releases the flock
+
+
+COMPILATION_CACHE = ".jax_cache"
+
+
+def use_compilation_cache(workdir: str | os.PathLike) -> pathlib.Path | None:
+  """Points JAX's persistent compilation cache at ``<workdir>/.jax_cache``, unless the user chose
+  a cache already (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``); returns the directory used,
+  or None.
+
+  A rerun of a command, a resumed search, and every later trial or worker that builds a program
+  already built in this workdir (same student shape, same teacher) then loads the executable
+  instead of compiling it. Every program is kept, however quick its compile; delete the
+  directory to reclaim its space. Call it before the process compiles anything: JAX reads the
+  setting when it first uses the cache.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    return None
+  path = pathlib.Path(workdir).expanduser() / COMPILATION_CACHE
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return path

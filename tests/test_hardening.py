@@ -298,3 +298,20 @@ def test_ctrl_c_during_distill_saves_exits_130_and_the_rerun_resumes(run, root, 
 
   rerun = run("distill", config, workdir, check=0, arch=TINY_ARCH)
   assert f"resumed from step {step}" in rerun.stdout
+
+
+def test_commands_use_a_compilation_cache_in_the_workdir_unless_one_is_chosen(tmp_path,
+                                                                             monkeypatch):
+  import jax
+  from autodistill import workdir as workdir_lib
+  # conftest chose one (JAX_COMPILATION_CACHE_DIR): a command leaves it alone.
+  assert os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  assert workdir_lib.use_compilation_cache(tmp_path) is None
+  chosen = jax.config.jax_compilation_cache_dir
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    assert workdir_lib.use_compilation_cache(tmp_path) == tmp_path / ".jax_cache"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / ".jax_cache")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", chosen)

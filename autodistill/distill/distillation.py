@@ -23,6 +23,7 @@ count (keeping the ratios) so the same recipe fits a CPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import pathlib
@@ -30,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from autodistill import files, sharding
@@ -42,6 +44,7 @@ from autodistill.models import hf
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.student import StudentEncoder, StudentForPreTraining
 from autodistill.models.teacher import BertEncoder, BertForPreTraining
+from autodistill.timing import Stopwatch, describe
 from autodistill.train import OptimizerConfig, Phase, RunOptions, RunResult, place, run_phases
 
 Params = Any
@@ -120,6 +123,9 @@ def step_plan(preset: str, num_blocks: int, scale: float = 1.0, *,
                   warmup_steps=min(warmup, pretrain))
 
 
+PROGRESSIVE_PROGRAMS = ("shared", "per_block")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
   """Everything :func:`distill` needs besides the models and the data.
@@ -145,6 +151,12 @@ class DistillConfig:
     checkpoint_every, log_every, keep_checkpoints: persistence and logging.
     eval_at_start: evaluate the initialised student before training (the step-0 baseline).
     progress: show progress bars.
+    progressive_program: "shared" runs the K progressive stages as one compiled step with the
+      stage index as data (one compile, but every stage's step computes the whole student's
+      forward and backward, the teacher's whole forward, and masks what the stage does not
+      train); "per_block" compiles one step per stage, each pruned to its own block and the
+      teacher layers it needs (K compiles, cheaper steps: the choice when a stage runs for
+      many steps, e.g. the paper's 500 per block). Both give the same parameters.
   """
 
   preset: str = "flash"
@@ -170,6 +182,7 @@ class DistillConfig:
   keep_checkpoints: int = 2
   eval_at_start: bool = True
   progress: bool = True
+  progressive_program: str = "shared"
 
   def __post_init__(self):
     if self.attention_loss not in losses.ATTENTION_LOSSES:
@@ -179,6 +192,9 @@ class DistillConfig:
       raise ValueError(f"alpha must be in [0, 1] (eq. 3), got {self.alpha}.")
     if self.temperature <= 0:
       raise ValueError(f"temperature must be positive, got {self.temperature}.")
+    if self.progressive_program not in PROGRESSIVE_PROGRAMS:
+      raise ValueError(f"unknown progressive_program {self.progressive_program!r}; choose one "
+                       f"of {list(PROGRESSIVE_PROGRAMS)}.")
     if isinstance(self.optimizer, dict):
       object.__setattr__(self, "optimizer", OptimizerConfig(**self.optimizer))
     step_plan(self.preset, 1, self.scale)  # validates preset and scale
@@ -202,6 +218,7 @@ class DistillResult:
   workdir: pathlib.Path
   seconds: float
   resumed_from: Optional[int] = None
+  timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
   @property
   def final(self) -> dict[str, float]:
@@ -225,6 +242,14 @@ def _relation_heads(config: DistillConfig, teacher: BertConfig, student: Student
 
 def _qkv(intermediates: Params, layer: str) -> tuple[jax.Array, ...]:
   return intermediates["intermediates"][layer]["attention"]["qkv"][0]
+
+
+def _pick(items: Sequence[Any], index: Any) -> Any:
+  """``items[index]`` for a Python index; for a traced one, the same from the stacked items
+  (every item a like-shaped array, or a like-shaped tuple of arrays)."""
+  if isinstance(index, int):
+    return items[index]
+  return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *items)
 
 
 def _check_teacher(teacher: Any) -> None:
@@ -255,31 +280,44 @@ def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teac
   def inputs(batch):
     return batch["input_ids"], batch["segment_ids"], batch["input_mask"]
 
-  def stage_loss(k: int):
-    layer = mapping[k]
+  def stage_loss(params, batch, rng, teacher, k):
+    """Stage k's loss (eqs. 1-2); ``k`` a Python int or, in the shared program, traced."""
+    layer = mapping[k] if isinstance(k, int) else jnp.asarray(mapping, jnp.int32)[k]
+    ids, segments, mask = inputs(batch)
+    t_out = t_encoder.apply({"params": teacher["encoder"]}, ids, segments, mask,
+                            mutable=mutable)
+    s_out = s_encoder.apply({"params": params["student"]["encoder"]}, ids, segments, mask,
+                            deterministic=False, rngs={"dropout": rng}, mutable=mutable)
+    if relation:
+      (t_out, t_vars), (s_out, s_vars) = t_out, s_out
+      t_qkv = [_qkv(t_vars, f"layer_{i}") for i in range(teacher_config.num_layers)]
+      s_qkv = [_qkv(s_vars, f"block_{i}") for i in range(student.num_blocks)]
+      mha = losses.attention_relation_kl(jax.lax.stop_gradient(_pick(t_qkv, layer - 1)),
+                                         _pick(s_qkv, k), mask, relation_heads)
+    else:
+      mha = losses.attention_kl(jax.lax.stop_gradient(_pick(t_out.attentions, layer - 1)),
+                                _pick(s_out.attentions, k), mask)
+    features = _pick(s_out.hidden_states, k + 1)
+    if projections.needed:
+      # Block k's projection: the stacked kernels indexed by k under the one module's code.
+      block = _pick([params["projections"][f"block_{i}"] for i in range(student.num_blocks)], k)
+      features = projections.apply({"params": {"block_0": block}}, features, 0)
+    fm = losses.feature_map_mse(jax.lax.stop_gradient(_pick(t_out.hidden_states, layer)),
+                                features, mask)
+    return config.mha_weight * mha + config.fm_weight * fm, {"mha": mha, "fm": fm}
 
-    def loss_fn(params, batch, rng, teacher):
-      ids, segments, mask = inputs(batch)
-      t_out = t_encoder.apply({"params": teacher["encoder"]}, ids, segments, mask,
-                              mutable=mutable)
-      s_out = s_encoder.apply({"params": params["student"]["encoder"]}, ids, segments, mask,
-                              deterministic=False, rngs={"dropout": rng}, mutable=mutable)
-      if relation:
-        (t_out, t_vars), (s_out, s_vars) = t_out, s_out
-        mha = losses.attention_relation_kl(
-            jax.lax.stop_gradient(_qkv(t_vars, f"layer_{layer - 1}")),
-            _qkv(s_vars, f"block_{k}"), mask, relation_heads)
-      else:
-        mha = losses.attention_kl(jax.lax.stop_gradient(t_out.attentions[layer - 1]),
-                                  s_out.attentions[k], mask)
-      features = s_out.hidden_states[k + 1]
-      if projections.needed:
-        features = projections.apply({"params": params["projections"]}, features, k)
-      fm = losses.feature_map_mse(jax.lax.stop_gradient(t_out.hidden_states[layer]), features,
-                                  mask)
-      return config.mha_weight * mha + config.fm_weight * fm, {"mha": mha, "fm": fm}
+  def shared_stage_loss(params, batch, rng, context):
+    return stage_loss(params, batch, rng, context["teacher"], context["stage"])
 
-    return loss_fn
+  def block_trainable(k):
+    def trainable(path):
+      return (path[:3] == ("student", "encoder", f"block_{k}")
+              or path[:2] == ("projections", f"block_{k}"))
+    return trainable
+
+  def any_block(path):
+    return (path[:2] == ("student", "encoder") and path[2].startswith("block_")
+            or path[0] == "projections")
 
   def pretraining_loss(params, batch, rng, teacher):
     ids, segments, mask = inputs(batch)
@@ -297,19 +335,39 @@ def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teac
   if config.progressive:
     stage_opt = config.optimizer.replace(warmup_steps=plan.steps_per_block // 10)
     for k in range(student.num_blocks):
-      def trainable(path, k=k):
-        return (path[:3] == ("student", "encoder", f"block_{k}")
-                or path[:2] == ("projections", f"block_{k}"))
       # Held-out accuracy is measured after the last stage, not after every block.
-      phases.append(Phase(f"progressive/block_{k}", plan.steps_per_block, stage_loss(k),
-                          stage_opt, trainable, context=teacher_params,
-                          context_shardings=teacher_shardings,
-                          evaluate=k == student.num_blocks - 1))
+      last = k == student.num_blocks - 1
+      name = f"progressive/block_{k}"
+      if config.progressive_program == "shared":
+        # One program for all stages: every block's parameters are trainable, the stage's mask
+        # (data) picks block k, and the stage index is data in the context.
+        phases.append(Phase(
+            name, plan.steps_per_block, shared_stage_loss, stage_opt, any_block,
+            context={"teacher": teacher_params, "stage": np.int32(k)},
+            context_shardings=None if teacher_shardings is None else {
+                "teacher": teacher_shardings, "stage": _replicated_like(teacher_shardings)},
+            evaluate=last, mask=block_trainable(k)))
+      else:
+        phases.append(Phase(
+            name, plan.steps_per_block, functools.partial(_per_block_loss, stage_loss, k),
+            stage_opt, block_trainable(k), context=teacher_params,
+            context_shardings=teacher_shardings, evaluate=last))
   phases.append(Phase("pretraining_distillation", plan.pretrain_steps, pretraining_loss,
                       config.optimizer.replace(warmup_steps=plan.warmup_steps),
                       lambda path: path[0] == "student", context=teacher_params,
                       context_shardings=teacher_shardings))
   return phases
+
+
+def _replicated_like(shardings: Any) -> jax.sharding.NamedSharding:
+  """Replicated over the mesh of ``shardings`` (NamedShardings)."""
+  mesh = jax.tree.leaves(shardings)[0].mesh
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _per_block_loss(stage_loss: Callable[..., Any], k: int, params: Params, batch: Any,
+                    rng: jax.Array, teacher: Params) -> Any:
+  return stage_loss(params, batch, rng, teacher, k)
 
 
 def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
@@ -358,6 +416,26 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
     student = StudentConfig.from_name(student)
   _check_teacher(teacher)
   workdir = pathlib.Path(workdir)
+  watch = Stopwatch()
+  with watch("setup"):
+    result = _run(student, teacher, train_data, eval_data, workdir, config, mesh, rules, log,
+                  watch)
+  with watch("checkpoint"):
+    student_params = result.params["student"]
+    _save_params(workdir / "student", student_params)
+  plan = config.plan(student.num_blocks)
+  timings = watch.rounded()
+  _write_summary(workdir, student, result, plan, config, timings)
+  log(f"{student.name}: time by part: {describe(timings)}")
+  return DistillResult(student=student, params=student_params, evals=result.evals, plan=plan,
+                       workdir=workdir, seconds=result.seconds, resumed_from=result.resumed_from,
+                       timings=timings)
+
+
+def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
+         workdir: pathlib.Path, config: DistillConfig, mesh: Optional[jax.sharding.Mesh],
+         rules: Sequence, log: Callable[[str], None], watch: Stopwatch) -> RunResult:
+  """:func:`distill`'s set-up and training."""
   mesh = mesh or sharding.make_mesh(config.mesh_shape)
   dtype = jnp.dtype(config.dtype)
   plan = config.plan(student.num_blocks)
@@ -380,28 +458,27 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
                                masked_positions=positions)
 
   evaluator = make_pretraining_evaluator(apply_fn, eval_data, mesh, param_sh)
-  result: RunResult = run_phases(
+  return run_phases(
       phases, params, param_shardings=param_sh, mesh=mesh, train_data=train_data,
-      workdir=workdir, seed=config.seed, eval_fn=evaluator, log=log,
+      workdir=workdir, seed=config.seed, eval_fn=evaluator, log=log, stopwatch=watch,
       options=RunOptions(checkpoint_every=config.checkpoint_every, log_every=config.log_every,
                          eval_at_start=config.eval_at_start,
                          keep_checkpoints=config.keep_checkpoints, progress=config.progress))
-  student_params = result.params["student"]
-  _save_student(workdir, student, student_params, result, plan, config)
-  return DistillResult(student=student, params=student_params, evals=result.evals, plan=plan,
-                       workdir=workdir, seconds=result.seconds, resumed_from=result.resumed_from)
 
 
-def _save_student(workdir: pathlib.Path, student: StudentConfig, params: Params,
-                  result: RunResult, plan: StepPlan, config: DistillConfig) -> None:
-  target = workdir / "student"
+def _save_params(target: pathlib.Path, params: Params) -> None:
   if not target.exists():
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(target.absolute(), params)
+
+
+def _write_summary(workdir: pathlib.Path, student: StudentConfig, result: RunResult,
+                   plan: StepPlan, config: DistillConfig, timings: dict[str, float]) -> None:
   summary = {
       "student": student.name, "student_config": dataclasses.asdict(student),
       "evals": result.evals, "plan": dataclasses.asdict(plan), "seconds": result.seconds,
-      "global_step": result.global_step, "preset": config.preset, "scale": config.scale,
+      "timings": timings, "global_step": result.global_step, "preset": config.preset,
+      "scale": config.scale,
   }
   files.write_json(workdir / "result.json", summary)
 

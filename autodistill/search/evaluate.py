@@ -26,9 +26,10 @@ from autodistill import files
 from autodistill.distill.distillation import DistillConfig, distill
 from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
-from autodistill.search.records import COMPLETED, INFEASIBLE, TrialRecord
+from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
 from autodistill.search.settings import Constraints
 from autodistill.space import Point, Space
+from autodistill.timing import describe
 from autodistill.train import IncompatibleWorkdirError
 
 # Exceptions that are the caller's, never the student's: they propagate.
@@ -118,13 +119,20 @@ def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Pa
 
   t0 = time.perf_counter()
   try:
-    evals = _distilled_evals(context, student, trial_dir, log)
+    evals, timings = _distilled_evals(context, student, trial_dir, log)
   except _PROPAGATE:
     raise
   except Exception as error:  # pylint: disable=broad-except
     _write_error(trial_dir, error)
     return infeasible(f"distillation failed: {_first_line(error)}")
   record.distill_s = round(time.perf_counter() - t0, 2)
+  if timings:
+    # The trial's own set-up (its latency cache look-up and record keeping) counts as set-up.
+    overhead = record.distill_s - sum(timings.values())
+    record.seconds = {part: round(timings.get(part, 0.0), 2) for part in TIME_PARTS}
+    record.seconds["latency"] = record.latency_s
+    record.seconds["setup"] = round(record.seconds["setup"] + max(overhead, 0.0), 2)
+    log(f"trial {record.trial_id}: {describe(record.seconds)}")
   final = evals.get("pretraining_distillation", {})
   record.mlm_accuracy = final.get("mlm_accuracy")
   record.nsp_accuracy = final.get("nsp_accuracy")
@@ -141,8 +149,12 @@ def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Pa
 
 
 def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
-                     log: Callable[[str], None]) -> dict[str, Any]:
-  """Flash-distils ``student`` in ``trial_dir`` (resuming), or reads a finished run back."""
+                     log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, float]]:
+  """Flash-distils ``student`` in ``trial_dir`` (resuming), or reads a finished run back.
+
+  Returns the evaluations by phase and where the distillation's time went (empty when read
+  back).
+  """
   result_path = trial_dir / "result.json"
   if result_path.exists():
     summary = files.read_json(result_path, fix=f"delete {trial_dir} and run the search again: "
@@ -150,11 +162,11 @@ def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
     plan = dataclasses.asdict(context.distill_config.plan(student.num_blocks))
     if summary.get("student") == student.name and summary.get("plan") == plan:
       log(f"{student.name}: distilled earlier ({trial_dir}); reading its result")
-      return summary["evals"]
+      return summary["evals"], {}
   context.train_data.reset()  # every student sees the same examples in the same order
   result = distill(student, context.teacher, context.train_data, context.eval_data, trial_dir,
                    context.distill_config, log=log)
-  return result.evals
+  return result.evals, result.timings
 
 
 def _write_error(trial_dir: pathlib.Path, error: BaseException) -> None:

@@ -10,6 +10,11 @@ COMPLETED = "completed"    # distilled and evaluated; feasible
 INFEASIBLE = "infeasible"  # invalid, violated a constraint, or failed (reason says which)
 ACTIVE = "active"          # suggested, not yet completed (a worker has it or was killed)
 
+# The parts of a trial's wall time in ``TrialRecord.seconds`` (see autodistill.timing): building
+# the student and its programs' inputs, compiling, training steps, held-out evaluation,
+# checkpoints, and the latency measurement (0 when the latency cache had the student).
+TIME_PARTS = ("setup", "compile", "train", "evaluate", "checkpoint", "latency")
+
 
 @dataclasses.dataclass
 class TrialRecord:
@@ -29,6 +34,8 @@ class TrialRecord:
     mlm_accuracy_init: held-out MLM accuracy at step 0 (the initialised student).
     mlm_loss, nsp_loss: held-out cross-entropies after flash distillation.
     latency_s, distill_s, total_s: wall-clock seconds of each stage of the trial.
+    seconds: where the trial's time went, by part (:data:`TIME_PARTS`); empty for a trial that
+      never reached distillation or whose distillation was read back from an earlier run.
     client_id: the worker that ran it.
     repeat_of: the trial whose result this one reuses (a designer suggested the student again).
     workdir: the trial's distillation directory (relative to the search workdir).
@@ -54,6 +61,7 @@ class TrialRecord:
   latency_s: Optional[float] = None
   distill_s: Optional[float] = None
   total_s: Optional[float] = None
+  seconds: dict[str, float] = dataclasses.field(default_factory=dict)
   client_id: str = ""
   repeat_of: Optional[int] = None
   workdir: str = ""

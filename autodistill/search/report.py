@@ -37,7 +37,7 @@ from autodistill.search.pareto import (
     pareto_front,
 )
 from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective
-from autodistill.search.records import COMPLETED, INFEASIBLE, TrialRecord
+from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
 
 PathLike = str | os.PathLike
 
@@ -47,6 +47,7 @@ FRONT_JSON = "pareto_front.json"
 PLOT_PNG = "pareto_front.png"
 
 FACTOR_PREFIX = "factor."
+SECONDS_PREFIX = "seconds."
 
 # How each metric is shown: plot axis label and scale, table header, scale and format. Accuracy
 # is a percentage on the plot (as in the paper's Figure 4) and a fraction in the table (as in
@@ -88,11 +89,14 @@ def _cell(value: Any) -> str:
 
 
 def trials_columns(records: Sequence[TrialRecord]) -> list[str]:
-  """Columns of ``trials.csv``: the record's fields in order, ``factors`` expanded in place."""
+  """Columns of ``trials.csv``: the record's fields in order, ``factors`` and ``seconds``
+  expanded in place."""
   columns = []
   for field in dataclasses.fields(TrialRecord):
     if field.name == "factors":
       columns.extend(FACTOR_PREFIX + name for name in factor_names(records))
+    elif field.name == "seconds":
+      columns.extend(SECONDS_PREFIX + part for part in TIME_PARTS)
     else:
       columns.append(field.name)
   return columns
@@ -104,7 +108,7 @@ def write_trials_table(records: Sequence[TrialRecord], directory: PathLike
 
   The CSV has one row per trial: every scalar field of :class:`TrialRecord`, with the factors
   flattened to ``factor.<name>`` columns (in order of first appearance) where ``factors`` would
-  be. Missing values are empty cells, floats are written with ``repr`` (they read back exactly),
+  be, and the time breakdown to ``seconds.<part>`` columns. Missing values are empty cells, floats are written with ``repr`` (they read back exactly),
   booleans as ``True``/``False``. The JSON is the list of :meth:`TrialRecord.to_dict`.
 
   Returns:
@@ -121,6 +125,8 @@ def write_trials_table(records: Sequence[TrialRecord], directory: PathLike
     for column in columns:
       if column.startswith(FACTOR_PREFIX):
         row[column] = _cell(record.factors.get(column[len(FACTOR_PREFIX):]))
+      elif column.startswith(SECONDS_PREFIX):
+        row[column] = _cell(record.seconds.get(column[len(SECONDS_PREFIX):]))
       else:
         row[column] = _cell(getattr(record, column))
     writer.writerow(row)

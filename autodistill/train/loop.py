@@ -5,7 +5,9 @@ A phase is a loss, a step count, an optimizer setting and a rule for which param
 (:class:`Phase`). :func:`run_phases` jits each phase's pure step
 (:func:`~autodistill.train.state.make_train_step`) once, with ``NamedSharding`` over a ``Mesh``
 (parameters from logical-axis rules, batch over the ``data`` axis, state donated), and drives it
-with checkpoints, metrics, a progress bar and evaluation.
+with checkpoints, metrics, a progress bar and evaluation. Phases with the same loss function,
+``trainable`` rule, optimizer settings and step count share one jitted step: what differs
+between them (``context``, ``mask``) is passed to it as data, so they cost one compile.
 
 Checkpoints (:class:`~autodistill.train.checkpointing.Checkpoints`) are numbered by global step
 across phases and hold the train state plus JSON metadata: the phase plan, phase index, step
@@ -39,10 +41,11 @@ from tqdm.auto import tqdm
 
 from autodistill import sharding
 from autodistill.errors import Interrupted, UserError
+from autodistill.timing import Stopwatch
 from autodistill.train.checkpointing import Checkpoints, phase_plan
 from autodistill.train.early_stopping import BestSoFar, EarlyStopping
 from autodistill.train.metrics import MetricWriter
-from autodistill.train.optimizers import (OptimizerConfig, count_by_label, freeze_labels,
+from autodistill.train.optimizers import (TRAIN, OptimizerConfig, count_by_label, freeze_labels,
                                           learning_rate_schedule, make_optimizer)
 from autodistill.train.state import (LossFn, TrainState, abstract_state, create_state,
                                      make_train_step, place, state_shardings, with_shardings)
@@ -82,6 +85,10 @@ class Phase:
       passed to the jitted step as an argument (never baked into the program as constants).
     context_shardings: NamedShardings for ``context`` (None: replicated).
     evaluate: run the evaluation at the end of this phase.
+    mask: ``mask(path) -> bool``: of the parameters ``trainable`` trains, the ones this phase
+      updates; the others stay bit-identical. Unlike ``trainable`` it is passed to the step as
+      data, so phases that differ only in ``mask`` and ``context`` run one compiled program
+      (e.g. the stages of progressive transfer, each training one block). None: no mask.
   """
 
   name: str
@@ -92,6 +99,7 @@ class Phase:
   context: Any = None
   context_shardings: Any = None
   evaluate: bool = True
+  mask: Optional[Callable[[tuple[str, ...]], bool]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +145,8 @@ class RunResult:
     best_params, best_step, best: with early stopping, the parameters of the best evaluation,
       its global step and its metrics.
     stopped_early_at: the global step where early stopping ended the run, else None.
+    timings: wall seconds of this call by part: ``setup``, ``compile``, ``train``, ``evaluate``,
+      ``checkpoint`` (see :class:`~autodistill.timing.Stopwatch`).
   """
 
   params: Params
@@ -149,13 +159,15 @@ class RunResult:
   best_step: Optional[int] = None
   best: Optional[dict[str, float]] = None
   stopped_early_at: Optional[int] = None
+  timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Params, mesh: Mesh,
                train_data: Any, workdir: str | os.PathLike, seed: int = 0,
                eval_fn: Optional[EvalFn] = None, early_stopping: Optional[EarlyStopping] = None,
                options: RunOptions = RunOptions(), writer: Optional[MetricWriter] = None,
-               log: Callable[[str], None] = print) -> RunResult:
+               log: Callable[[str], None] = print,
+               stopwatch: Optional[Stopwatch] = None) -> RunResult:
   """Runs ``phases`` in order on one parameter tree, resuming from ``workdir`` if possible.
 
   Args:
@@ -175,6 +187,8 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     options: logging, checkpoint and evaluation cadence.
     writer: a metric writer (default: one in ``workdir``, closed when the run ends).
     log: where one-line progress messages go.
+    stopwatch: where the time of this call goes by part (default: a new one); pass the caller's
+      to account its own set-up in the same breakdown.
 
   Returns:
     The :class:`RunResult`.
@@ -190,8 +204,10 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
   _check_arguments(mesh, train_data, eval_fn, early_stopping, options)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  watch = stopwatch or Stopwatch()
   # Closes the checkpoints and the writer on every way out, a failed resume included.
   with contextlib.ExitStack() as closing:
+    closing.enter_context(watch("setup"))  # what the parts below leave over
     if writer is None:
       writer = closing.enter_context(MetricWriter(workdir))
     else:
@@ -200,7 +216,7 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     interrupt = closing.enter_context(_Interrupt(log))
     run = _Run(phases, param_shardings, jax.eval_shape(lambda p: p, params), mesh, train_data,
                workdir, seed, eval_fn, options, writer, checkpoints, log,
-               _Record(best=BestSoFar(early_stopping)), interrupt)
+               _Record(best=BestSoFar(early_stopping)), interrupt, watch)
     at = run.resume(params) or run.start(params)
     while at.phase < len(phases) and run.record.best.stopped_at is None:
       state = run.train_phase(at)
@@ -208,7 +224,8 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
       if at.phase + 1 < len(phases) and run.record.best.stopped_at is None:
         run.stop_if_interrupted(at.phase, phases[at.phase].num_steps, state, None)
       at = _Position(at.phase + 1, 0, None, state.params)
-    checkpoints.wait_until_finished()
+    with watch("checkpoint"):
+      checkpoints.wait_until_finished()
   return run.result(at.params, time.time() - start_time)
 
 
@@ -274,9 +291,12 @@ class _Run:
   log: Callable[[str], None]
   record: _Record
   interrupt: "_Interrupt"
+  watch: Stopwatch
   resumed_from: Optional[int] = None
   last_saved: Optional[int] = None
   plan: list[list[Any]] = dataclasses.field(init=False)
+  # Jitted steps by what makes their program (see _program_key); shared by alike phases.
+  steps: dict[tuple[Any, ...], Callable[..., Any]] = dataclasses.field(default_factory=dict)
   # offsets[i]: global steps before phase i; offsets[-1]: all steps of the plan.
   offsets: list[int] = dataclasses.field(init=False)
 
@@ -299,6 +319,10 @@ class _Run:
     latest = self.checkpoints.latest_step()
     if latest is None:
       return None
+    with self.watch("checkpoint"):
+      return self._restore(latest, params)
+
+  def _restore(self, latest: int, params: Params) -> _Position:
     meta = self.checkpoints.restore_meta(latest, self.plan)
     i, s = int(meta["phase_index"]), int(meta["phase_step"])
     setup = self._setup(i, params)
@@ -331,19 +355,36 @@ class _Run:
                        state_shardings(self.param_shardings, optimizer, self.abstract_params,
                                        self.mesh))
 
-  def _compile(self, phase: Phase, setup: _PhaseSetup) -> tuple[Callable[..., Any], Any]:
-    """The phase's jitted step (state donated, every sharding explicit) and its context."""
-    context_sh = (jax.tree.map(lambda _: sharding.replicated(self.mesh), phase.context)
+  def _compile(self, phase: Phase, setup: _PhaseSetup
+               ) -> tuple[Callable[..., Any], Any, Optional[Params]]:
+    """The phase's jitted step (state donated, every sharding explicit), its context and mask.
+
+    Phases alike in everything but context and mask get the same jitted function, so JAX
+    traces and compiles it once for all of them.
+    """
+    rep = sharding.replicated(self.mesh)
+    context_sh = (jax.tree.map(lambda _: rep, phase.context)
                   if phase.context_shardings is None else phase.context_shardings)
-    batch_sh = sharding.batch_sharding(self.mesh, data_axis=self.options.data_axis)
-    step = make_train_step(phase.loss_fn, setup.optimizer, setup.schedule, setup.labels,
-                           phase.optimizer.grad_accum_steps)
-    step_fn = jax.jit(step, in_shardings=(setup.shardings, batch_sh, context_sh),
-                      out_shardings=(setup.shardings, None), donate_argnums=0)
-    return step_fn, place(phase.context, context_sh)
+    mask = None
+    if phase.mask is not None:
+      mask = jax.tree.map(lambda label: np.bool_(label == TRAIN),
+                          freeze_labels(self.abstract_params, phase.mask))
+    key = _program_key(phase)
+    if key not in self.steps:
+      batch_sh = sharding.batch_sharding(self.mesh, data_axis=self.options.data_axis)
+      step = make_train_step(phase.loss_fn, setup.optimizer, setup.schedule, setup.labels,
+                             phase.optimizer.grad_accum_steps)
+      mask_sh = None if mask is None else jax.tree.map(lambda _: rep, mask)
+      self.steps[key] = jax.jit(step, in_shardings=(setup.shardings, batch_sh, context_sh, mask_sh),
+                                out_shardings=(setup.shardings, None), donate_argnums=0)
+    return self.steps[key], place(phase.context, context_sh), mask
 
   def train_phase(self, at: _Position) -> TrainState:
     """Runs phase ``at.phase`` from step ``at.step`` to its end (or to an early stop)."""
+    with self.watch("train"):
+      return self._train_phase(at)
+
+  def _train_phase(self, at: _Position) -> TrainState:
     i, phase = at.phase, self.phases[at.phase]
     setup = self._setup(i, at.params)
     state = at.state
@@ -352,12 +393,12 @@ class _Run:
       state = create_state(at.params, setup.optimizer, jax.random.fold_in(root, i),
                            setup.shardings)
     self._log_start(phase, at.params, setup.labels)
-    step_fn, context = self._compile(phase, setup)
+    step_fn, context, mask = self._compile(phase, setup)
     steps = _StepLog(phase, self.offsets[i], at.step, self.writer, self.options)
     batches = self.train_data.device_batches(self.mesh, self.options.data_axis)
     try:
       for s in range(at.step, phase.num_steps):
-        state, metrics = step_fn(state, next(batches), context)
+        state, metrics = step_fn(state, next(batches), context, mask)
         steps.push(s, metrics)
         if s + 1 < phase.num_steps:
           if self._after_step(i, s + 1, state, steps):
@@ -404,6 +445,9 @@ class _Run:
     self.save(self.offsets[i + 1], i, phase.num_steps, state, force=True)
 
   def _log_start(self, phase: Phase, params: Params, labels: Optional[Params]) -> None:
+    if phase.mask is not None:  # what this phase trains: trainable and not held by its mask
+      trains = phase.trainable or (lambda path: True)
+      labels = freeze_labels(params, lambda path: trains(path) and phase.mask(path))
     if labels is None:
       self.log(f"{phase.name}: {phase.num_steps} steps")
       return
@@ -418,7 +462,8 @@ class _Run:
 
   def evaluate(self, step: int, phase_name: str, params: Params) -> dict[str, float]:
     """Runs ``eval_fn``, records and writes it, and lets early stopping see it."""
-    metrics = self.eval_fn(params)
+    with self.watch("evaluate"):
+      metrics = self.eval_fn(params)
     self.record.history.append({"step": step, "phase": phase_name, **metrics})
     self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()},
                               phase=phase_name)
@@ -435,7 +480,8 @@ class _Run:
             "evals": dict(self.record.evals), "history": list(self.record.history)}
     if best.rule is not None:
       meta["best"] = best.state_dict()
-    self.checkpoints.save(step, meta, state, best.params, force=force)
+    with self.watch("checkpoint"):
+      self.checkpoints.save(step, meta, state, best.params, force=force)
     self.last_saved = step
 
   def stop_if_interrupted(self, i: int, done: int, state: TrainState,
@@ -449,7 +495,8 @@ class _Run:
       if steps is not None:
         steps.flush()  # a non-finite loss still stops the run before its state is saved
       self.save(step, i, done, state, force=True)
-    self.checkpoints.wait_until_finished()
+    with self.watch("checkpoint"):
+      self.checkpoints.wait_until_finished()
     raise Interrupted(f"saved a checkpoint at step {step} of {self.offsets[-1]} in "
                       f"{self.workdir / 'checkpoints'}")
 
@@ -460,7 +507,8 @@ class _Run:
                                   else int(best.stopped_at)),
                      resumed_from=self.resumed_from, seconds=seconds,
                      history=self.record.history, best_params=best.params, best_step=best.step,
-                     best=best.metrics, stopped_early_at=best.stopped_at)
+                     best=best.metrics, stopped_early_at=best.stopped_at,
+                     timings=self.watch.rounded())
 
 
 class _Interrupt:
@@ -539,6 +587,11 @@ class _StepLog:
 
   def close(self) -> None:
     self._bar.close()
+
+
+def _program_key(phase: Phase) -> tuple[Any, ...]:
+  """What decides a phase's compiled step; phases with equal keys share one."""
+  return (phase.loss_fn, phase.trainable, phase.optimizer, phase.num_steps, phase.mask is None)
 
 
 def _format(metrics: Mapping[str, float]) -> str:

@@ -10,6 +10,12 @@ Frozen parameters (section 3.3.3) are handled three ways at once: the loss sees 
 ``optax.multi_transform`` (no optimizer state, see
 :func:`~autodistill.train.optimizers.make_optimizer`), and the step returns the old leaves
 themselves (bit-identical, even for -0.0).
+
+A step may also take a ``mask``: a tree of boolean scalars like the parameters, *data* rather
+than part of the program, that holds trainable parameters fixed for this call (zero gradient
+through ``jnp.where(mask, p, stop_gradient(p))``, the old leaf selected after the update, so
+again bit-identical). Phases that differ only in which parameters they train then run one
+compiled program: the K stages of progressive transfer are one program with the stage as data.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ def _select_frozen(labels: Params, frozen: Params, live: Params) -> Params:
   return jax.tree.map(lambda label, f, l: f if label == FROZEN else l, labels, frozen, live)
 
 
+def _hold(mask: Params, params: Params) -> Params:
+  """``params`` with no gradient where ``mask`` is false (a data-dependent stop_gradient)."""
+  return jax.tree.map(lambda m, p: jnp.where(m, p, jax.lax.stop_gradient(p)), mask, params)
+
+
+def _select_masked(mask: Params, old: Params, new: Params) -> Params:
+  return jax.tree.map(lambda m, o, n: jnp.where(m, n, o), mask, old, new)
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, labels: Optional[Params] = None,
                     grad_accum_steps: int = 1) -> TrainStep:
@@ -59,23 +74,26 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
       device keeps its share) and average their gradients before one update.
 
   Returns:
-    ``train_step(state, batch, context=None) -> (state, metrics)``; metrics hold the loss terms,
-    ``grad_norm``, ``param_norm`` and ``learning_rate``.
+    ``train_step(state, batch, context=None, mask=None) -> (state, metrics)``; metrics hold the
+    loss terms, ``grad_norm``, ``param_norm`` and ``learning_rate``. ``mask`` (see the module
+    docstring) holds the parameters where it is false fixed for this step.
   """
 
-  def loss_with_freezing(params, batch, rng, context):
+  def loss_with_freezing(params, batch, rng, context, mask):
     if labels is not None:
       params = jax.tree.map(lambda label, p: jax.lax.stop_gradient(p) if label == FROZEN else p,
                             labels, params)
+    if mask is not None:
+      params = _hold(mask, params)
     loss, metrics = loss_fn(params, batch, rng, context)
     return loss, {"loss": loss, **metrics}
 
   grad_fn = jax.value_and_grad(loss_with_freezing, has_aux=True)
 
-  def train_step(state: TrainState, batch: Batch, context: Any = None):
+  def train_step(state: TrainState, batch: Batch, context: Any = None, mask: Any = None):
     rng = jax.random.fold_in(state.rng, state.step)
     if grad_accum_steps == 1:
-      (_, metrics), grads = grad_fn(state.params, batch, rng, context)
+      (_, metrics), grads = grad_fn(state.params, batch, rng, context, mask)
     else:
       k = grad_accum_steps
       micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1),
@@ -83,11 +101,12 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
 
       def accumulate(carry, inputs):
         i, mb = inputs
-        (_, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i), context)
+        (_, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i), context, mask)
         return jax.tree.map(jnp.add, carry, (g, m)), None
 
       (_, m_shape), g_shape = jax.eval_shape(grad_fn, state.params,
-                                             jax.tree.map(lambda x: x[0], micro), rng, context)
+                                             jax.tree.map(lambda x: x[0], micro), rng, context,
+                                             mask)
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (g_shape, m_shape))
       (grads, metrics), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(k), micro))
       grads, metrics = jax.tree.map(lambda x: x / k, (grads, metrics))
@@ -95,6 +114,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     if labels is not None:
       params = _select_frozen(labels, state.params, params)
+    if mask is not None:
+      params = _select_masked(mask, state.params, params)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
                    learning_rate=schedule(state.step))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -19,7 +19,7 @@ from autodistill.config import parse_config
 from autodistill.train import NonFiniteLossError
 from autodistill.models import hf
 from autodistill.search import IncompatibleStudyError, loop
-from autodistill.search.records import COMPLETED, INFEASIBLE
+from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from tiny_search import make_config  # noqa: E402
@@ -70,6 +70,12 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   assert not any(name.startswith("Model_32_") for name in distilled)
   completed = [r for r in result.records if r.status == COMPLETED and not r.repeat_of]
   assert len(completed) == 2 and len(distilled) == 2
+  for r in completed:  # where each trial's time went, adding up to its distillation + latency
+    assert set(r.seconds) == set(TIME_PARTS) and r.seconds["train"] > 0, r.seconds
+    assert r.seconds["compile"] > 0
+    assert abs(sum(r.seconds.values()) - r.distill_s - r.latency_s) < 0.05
+  assert any(m.startswith(f"trial {completed[0].trial_id}: ") and "compile" in m
+             for m in messages)
   for r in result.records:  # a student suggested again reuses its result, not distilled twice
     if r.repeat_of:
       assert by_id[r.repeat_of].name == r.name and by_id[r.repeat_of].status == r.status

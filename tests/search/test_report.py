@@ -32,7 +32,9 @@ def _record(trial_id, acc, lat, status="completed", **kwargs):
                      factors=factors, status=status, mlm_accuracy=acc, latency_ms=lat,
                      params=1_000_000 * trial_id, nsp_accuracy=None if acc is None else 0.9,
                      latency_p10_ms=None if lat is None else lat * 0.9, client_id="w0",
-                     workdir=f"trials/{trial_id}", distill_s=12.5, **kwargs)
+                     workdir=f"trials/{trial_id}", distill_s=12.5,
+                     seconds={"compile": 7.5, "train": 4.0, "latency": 1.0} if acc else {},
+                     **kwargs)
 
 
 def _records():
@@ -78,13 +80,16 @@ def test_trials_table_round_trips(tmp_path):
   for row in rows:
     record = by_id[int(row["trial_id"])]
     for field in dataclasses.fields(TrialRecord):
-      if field.name == "factors":
+      if field.name in ("factors", "seconds"):
         continue
       expected = getattr(record, field.name)
       assert _parse(row[field.name], expected) == expected, field.name
     for column in factor_columns:
       expected = record.factors.get(column[len("factor."):])
       assert _parse(row[column], expected) == expected
+    for part in ("setup", "compile", "train", "evaluate", "checkpoint", "latency"):
+      expected = record.seconds.get(part)
+      assert _parse(row[f"seconds.{part}"], expected or 0.0) == expected, part
   assert rows[0]["is_baseline"] == "True" and rows[0]["mlm_accuracy"] == "0.5"
   assert rows[6]["factor.hidden_size"] == "" and rows[6]["factor.extra"] == "1.5"
   assert [TrialRecord.from_dict(d) for d in json.loads(json_path.read_text())] == sorted(

@@ -137,6 +137,46 @@ def test_one_compile_per_phase(tmp_path):
   assert len(traces) == 1
 
 
+def _step_traces(run):
+  """(result of ``run()``, how many times JAX traced a ``train_step`` during it)."""
+  traces = []
+
+  def listener(event, duration, **kwargs):
+    del duration
+    if event == "/jax/core/compile/jaxpr_trace_duration" and kwargs.get("fun_name") == "train_step":
+      traces.append(1)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    return run(), len(traces)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_progressive_stages_as_one_program_equal_one_program_per_block(tmp_path):
+  # The shared program (stage index and block mask as data) against the per-block programs
+  # (stage and frozen blocks baked in): the same parameters after all K stages, one trace of
+  # the step instead of K, and what progressive transfer never trains bit-identical.
+  mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
+  student = tiny_student()
+  runs, traces = {}, {}
+  for program in ("per_block", "shared"):
+    phases, params, p_sh, train = _setup(tmp_path, mesh, student, progressive_program=program)
+    progressive = phases[:-1]
+    assert len(progressive) == 2
+    runs[program], traces[program] = _step_traces(
+        lambda: _run(progressive, params, p_sh, train, mesh, tmp_path / program))
+  assert traces == {"per_block": 2, "shared": 1}
+  shared, per_block = _leaves(runs["shared"].params), _leaves(runs["per_block"].params)
+  initial = _leaves(params)
+  for k, v in per_block.items():
+    np.testing.assert_allclose(shared[k], v, rtol=0, atol=1e-5, err_msg=k)
+    if "block_" not in k:  # the embedding and heads: never trained by progressive transfer
+      assert np.array_equal(shared[k], initial[k]) and np.array_equal(v, initial[k]), k
+  assert any(not np.array_equal(shared[k], initial[k]) for k in shared if "'block_1'" in k)
+  # (test_progressive_stage_leaves_other_blocks_bit_identical checks one shared stage alone.)
+
+
 def test_non_finite_loss_raises_typed_error_naming_step_and_term(tmp_path):
   mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
   phases, params, p_sh, train = _setup(tmp_path, mesh)
