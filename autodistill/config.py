@@ -25,7 +25,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from autodistill.data.corpora import LAYOUTS
-from autodistill.distill.distillation import PRESETS, DistillConfig
+from autodistill.distill.distillation import PRESETS, PROGRESSIVE_PROGRAMS, DistillConfig
 from autodistill.distill.losses import ATTENTION_LOSSES
 from autodistill.distill.initialization import RESAMPLERS
 from autodistill.errors import UserError
@@ -95,6 +95,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.distill.seed = 0  # initialisation and dropout seed.
   c.distill.checkpoint_every = 50  # steps between checkpoints inside a trial.
   c.distill.log_every = 10  # steps between metric lines.
+  # shared: the K progressive stages run as one compiled step (one compile; each step does the
+  # whole student's backward); per_block: one step per stage (K compiles, cheaper steps).
+  c.distill.progressive_program = "shared"
 
   c.latency = ml_collections.ConfigDict()
   c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
@@ -244,7 +247,10 @@ class Settings:
     """Everything a search trial's result depends on: a resumed search must evaluate as the
     original did (stored in the Vizier study and compared on resume)."""
     distill = dataclasses.asdict(self.distill)
-    for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints"):
+    # How a run is driven and compiled, not what it computes (the two progressive programs give
+    # the same parameters up to float rounding).
+    for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints",
+                "progressive_program"):
       distill.pop(key, None)
     return {"teacher": dataclasses.asdict(self.teacher), "data": dataclasses.asdict(self.data),
             "distill": distill, "latency": dataclasses.asdict(self.latency),
@@ -330,12 +336,14 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   _in("distill", "embedding_init", d.embedding_init, RESAMPLERS)
   for field in ("checkpoint_every", "log_every"):
     _check("distill", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
+  _in("distill", "progressive_program", d.progressive_program, PROGRESSIVE_PROGRAMS)
   return DistillConfig(
       **steps, optimizer=OptimizerConfig(learning_rate=d.learning_rate,
                                          weight_decay=d.weight_decay),
       attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
       seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
-      log_every=d.log_every, progress=runtime.progress)
+      log_every=d.log_every, progress=runtime.progress,
+      progressive_program=d.progressive_program)
 
 
 def _search(c: ml_collections.ConfigDict) -> SearchSettings:
