@@ -8,6 +8,8 @@
 2. **Progressive knowledge transfer** (section 3.3.3): K stages; stage k trains block k and its
    projection on ``mha_weight · L_MHA^k + fm_weight · L_FM^k`` (eqs. 1-2, or MiniLM relations)
    against the teacher layer mapped to block k, with the embedding and every other block frozen.
+   By default the K stages are one compiled step, the stage index and the block mask passed as
+   data (``progressive_program="shared"``); ``"per_block"`` compiles one pruned step per stage.
 3. **Pre-training distillation**: every student parameter trains on L_D (eq. 3).
 
 The teacher runs forward only, inside each step, on its own parameters passed as an argument and
