@@ -208,3 +208,32 @@ def test_pretrain_teacher_from_scratch_with_the_same_trainer(tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
   steps = [r["step"] for r in read_metrics(tmp_path / "w" / "teacher" / "pretrain") if "loss" in r]
   assert steps and steps[-1] == 4
+
+
+def test_held_out_batches_are_built_once_and_give_the_same_accuracy(tmp_path, monkeypatch):
+  from autodistill import sharding
+  from autodistill.distill import evaluation
+  from autodistill.distill.distillation import initial_params
+  from autodistill.models.student import StudentForPreTraining
+  _, _, held_out = tiny_data(tmp_path / "data")
+  teacher, student = tiny_teacher(), tiny_student()
+  params = initial_params(student, teacher.config, teacher.params, DistillConfig())
+  model = StudentForPreTraining(student)
+  mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
+
+  def apply_fn(p, ids, segments, mask, positions):
+    return model.apply({"params": p["student"]}, ids, segments, mask, masked_positions=positions)
+
+  passes = []
+  real = held_out.device_batches
+  monkeypatch.setattr(held_out, "device_batches",
+                      lambda *a, **k: passes.append(1) or real(*a, **k))
+  evaluate = evaluation.make_pretraining_evaluator(apply_fn, held_out, mesh)
+  first = evaluate(params)
+  assert evaluate(params) == first and len(passes) == 1  # the second pass reuses the batches
+  # A split over the size limit is read from the pipeline on every pass, with the same result.
+  monkeypatch.setattr(evaluation, "DEVICE_CACHE_BYTES", 1)
+  _, _, big = tiny_data(tmp_path / "data")  # the same split, as a new pipeline
+  streamed = evaluation.make_pretraining_evaluator(apply_fn, big, mesh)
+  assert streamed(params) == first == streamed(params)
+  assert evaluation._DEVICE_BATCHES[big][(mesh, "data")] is None
