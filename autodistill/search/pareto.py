@@ -9,6 +9,13 @@ two architectures that measure the same) are all on the front.
 Objectives are :class:`~autodistill.search.settings.Objective` instances or their names in
 :data:`~autodistill.search.settings.OBJECTIVES`. A missing (``None``) or NaN metric makes a vector
 incomplete: it neither dominates nor is dominated, and its trial is never on the front.
+
+**Latency within its noise is a tie.** A latency is a measurement: each record keeps the 10th and
+90th percentiles of its timed calls, and :func:`latency_noise_ms` is half their spread. Between
+two records, a latency difference no larger than the larger of their two noises counts as equal
+(:func:`noise_margins`), both for "no worse" and for "strictly better", so neither the front nor
+"dominates the baseline" turns on a difference the measurement cannot resolve. Records without
+the percentiles (older tables, synthetic tests) compare exactly.
 """
 
 from __future__ import annotations
@@ -46,11 +53,14 @@ def _complete(vector: Optional[Vector]) -> bool:
       v is not None and not (isinstance(v, float) and math.isnan(v)) for v in vector)
 
 
-def dominates(a: Vector, b: Vector, objectives: Sequence[ObjectiveLike]) -> bool:
+def dominates(a: Vector, b: Vector, objectives: Sequence[ObjectiveLike],
+              margins: Optional[Sequence[float]] = None) -> bool:
   """True when metric vector ``a`` Pareto-dominates ``b`` under ``objectives``.
 
   ``a`` dominates ``b`` when it is no worse in every objective and strictly better in at least
-  one. Incomplete vectors (``None``, or a ``None`` or NaN value) never dominate and are never
+  one. With ``margins`` (one per objective, >= 0), a difference no larger than the objective's
+  margin is a tie: ``a`` is worse only by more than the margin and better only by more than it.
+  Incomplete vectors (``None``, or a ``None`` or NaN value) never dominate and are never
   dominated.
 
   Raises:
@@ -65,11 +75,55 @@ def dominates(a: Vector, b: Vector, objectives: Sequence[ObjectiveLike]) -> bool
   if not (_complete(a) and _complete(b)):
     return False
   strictly = False
-  for objective, x, y in zip(objectives, a, b):
-    if objective.better(y, x):
+  for objective, x, y, margin in zip(objectives, a, b, margins or [0.0] * len(objectives)):
+    if _better_by(objective, y, x, margin):
       return False
-    strictly = strictly or objective.better(x, y)
+    strictly = strictly or _better_by(objective, x, y, margin)
   return strictly
+
+
+def _better_by(objective: Objective, a: float, b: float, margin: float) -> bool:
+  """``a`` better than ``b`` by more than ``margin`` (exactly ``objective.better`` at 0)."""
+  if margin <= 0:
+    return objective.better(a, b)
+  return (a - b if objective.goal == "maximize" else b - a) > margin
+
+
+def latency_noise_ms(record: TrialRecord) -> float:
+  """Half the spread between the 10th and 90th percentile of the record's timed calls: how far
+  its latency can move by measurement alone (0 when the percentiles are unknown)."""
+  low, high = record.latency_p10_ms, record.latency_p90_ms
+  if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    return 0.0
+  return max(high - low, 0.0) / 2
+
+
+def noise_margins(a: TrialRecord, b: TrialRecord,
+                  objectives: Sequence[ObjectiveLike]) -> list[float]:
+  """Per objective, the difference between ``a`` and ``b`` that counts as a tie: the larger of
+  their latency noises for ``latency_ms``, 0 for every other objective."""
+  return [max(latency_noise_ms(a), latency_noise_ms(b)) if o.name == "latency_ms" else 0.0
+          for o in as_objectives(objectives)]
+
+
+def record_dominates(a: TrialRecord, b: TrialRecord,
+                     objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> bool:
+  """:func:`dominates` of two records' metric vectors, latency ties within noise included."""
+  return dominates(metric_vector(a, objectives), metric_vector(b, objectives), objectives,
+                   noise_margins(a, b, objectives))
+
+
+def latency_ties(records: Sequence[TrialRecord]) -> list[tuple[TrialRecord, TrialRecord]]:
+  """Pairs of ``records`` (in order, each pair once) with different latencies that are equal
+  within the measured noise (:func:`noise_margins`)."""
+  ties = []
+  for i, a in enumerate(records):
+    for b in records[i + 1:]:
+      if a.latency_ms is None or b.latency_ms is None or a.latency_ms == b.latency_ms:
+        continue
+      if abs(a.latency_ms - b.latency_ms) <= max(latency_noise_ms(a), latency_noise_ms(b)):
+        ties.append((a, b))
+  return ties
 
 
 def metric_vector(record: TrialRecord,
@@ -105,7 +159,8 @@ def pareto_front(records: Sequence[TrialRecord],
   """The feasible records that no other feasible record dominates.
 
   Feasible means completed with every objective metric known (see :func:`feasible_records`).
-  Records with identical metric vectors do not dominate each other, so all of them are kept.
+  Records with identical metric vectors do not dominate each other, so all of them are kept;
+  nor do latencies within their measured noise (see the module docstring).
 
   Returns:
     The front sorted for plotting: by the *second* objective's value ascending (e.g. latency,
@@ -114,9 +169,8 @@ def pareto_front(records: Sequence[TrialRecord],
   """
   objectives = as_objectives(objectives)
   candidates = feasible_records(records, objectives)
-  vectors = [metric_vector(r, objectives) for r in candidates]
-  front = [record for record, vector in zip(candidates, vectors)
-           if not any(dominates(other, vector, objectives) for other in vectors)]
+  front = [record for record in candidates
+           if not any(record_dominates(other, record, objectives) for other in candidates)]
   return _plot_order(front, objectives)
 
 
@@ -129,7 +183,8 @@ def baseline_record(records: Sequence[TrialRecord]) -> Optional[TrialRecord]:
 def dominating_baseline(records: Sequence[TrialRecord],
                         objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES
                         ) -> list[TrialRecord]:
-  """Feasible non-baseline records that dominate the baseline (see :func:`baseline_record`).
+  """Feasible non-baseline records that dominate the baseline (see :func:`baseline_record`);
+  a latency within the measured noise of the baseline's is not better than it.
 
   Returns:
     Those records in trial-id order; empty when there is no completed baseline or the baseline
@@ -139,9 +194,8 @@ def dominating_baseline(records: Sequence[TrialRecord],
   baseline = baseline_record(records)
   if baseline is None:
     return []
-  reference = metric_vector(baseline, objectives)
   result = [r for r in feasible_records(records, objectives)
-            if not r.is_baseline and dominates(metric_vector(r, objectives), reference, objectives)]
+            if not r.is_baseline and record_dominates(r, baseline, objectives)]
   return sorted(result, key=lambda r: r.trial_id)
 
 

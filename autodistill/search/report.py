@@ -33,6 +33,8 @@ from autodistill.search.pareto import (
     baseline_record,
     dominating_baseline,
     feasible_records,
+    latency_noise_ms,
+    latency_ties,
     metric_vector,
     pareto_front,
 )
@@ -287,7 +289,8 @@ def summary_table(records: Sequence[TrialRecord],
   """A fixed-width table of the trials for the terminal.
 
   The first line counts trials, feasible and infeasible ones, those on the front and those that
-  dominate the baseline. Rows: front rows first (in :func:`pareto_front`'s order), then the rest
+  dominate the baseline. Latencies are compared within their measured noise: a last line names
+  the front (and baseline) trials whose latencies tie. Rows: front rows first (in :func:`pareto_front`'s order), then the rest
   by trial id, at most ``max_rows`` of them (a last line says how many were left out). Column
   ``front`` holds ``*`` for the front; column ``vs base`` holds ``beats`` for a trial that
   dominates the baseline and ``base`` for the baseline itself. Objectives other than params,
@@ -332,7 +335,17 @@ def summary_table(records: Sequence[TrialRecord],
   lines += [line(row) for row in rows]
   if len(ordered) > len(rows):
     lines.append(f"... {len(ordered) - len(rows)} more trials")
+  if any(o.name == "latency_ms" for o in objectives):
+    ties = latency_ties(front + ([baseline] if baseline and baseline not in front else []))
+    if ties:
+      lines.append("latency ties (a difference within the measured noise, counted as equal): "
+                   + ", ".join(f"#{a.trial_id} {_noisy(a)} = #{b.trial_id} {_noisy(b)}"
+                               for a, b in ties))
   return "\n".join(lines)
+
+
+def _noisy(record: TrialRecord) -> str:
+  return f"{record.latency_ms:.3f} ± {latency_noise_ms(record):.3f} ms"
 
 
 def write_report(records: Sequence[TrialRecord], directory: PathLike,

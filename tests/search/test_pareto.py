@@ -235,3 +235,43 @@ def test_first_dominating_iteration_validates():
     first_dominating_iteration([(0.6, 1.0)], (0.5, 2.0), ACC_LAT, keys=["a", "b"])
   with pytest.raises(ValueError):
     first_dominating_iteration([(0.6, 1.0)], (None, 2.0), ACC_LAT)
+
+
+def _noisy(trial_id, acc, lat, noise, **kwargs):
+  return _record(trial_id, acc, lat, latency_p10_ms=lat - noise, latency_p90_ms=lat + noise,
+                 **kwargs)
+
+
+def test_latency_within_the_measured_noise_is_a_tie():
+  from autodistill.search.pareto import latency_noise_ms, latency_ties, noise_margins
+  base = _noisy(1, 0.50, 10.0, 0.5, is_baseline=True)
+  within = _noisy(2, 0.50, 9.7, 0.2)       # 0.3 ms faster, inside the baseline's 0.5 ms noise
+  beyond = _noisy(3, 0.50, 9.0, 0.2)       # 1.0 ms faster: beyond both noises
+  slower_but_tied = _noisy(4, 0.60, 10.4, 0.3)  # more accurate, 0.4 ms slower: within noise
+  assert latency_noise_ms(base) == 0.5 and latency_noise_ms(_record(9, 0.5, 1.0)) == 0.0
+  assert noise_margins(base, within, ACC_LAT) == [0.0, 0.5]
+  # The raw medians would have 2 and 3 beat the baseline; only 3 does beyond the noise, and 4
+  # (more accurate, slower only within the noise) beats it too.
+  assert dominates([0.5, 9.7], [0.5, 10.0], ACC_LAT)
+  assert not dominates([0.5, 9.7], [0.5, 10.0], ACC_LAT, [0.0, 0.5])
+  records = [base, within, beyond, slower_but_tied]
+  assert _ids(dominating_baseline(records, ACC_LAT)) == [3, 4]
+  # 2 is as accurate as 3 and slower beyond the noise: off the front; 4 ties the baseline's
+  # latency and is more accurate: it dominates it.
+  assert _ids(pareto_front(records, ACC_LAT)) == [3, 4]
+  assert [(a.trial_id, b.trial_id) for a, b in latency_ties(records)] == [(1, 2), (1, 4)]
+
+
+def test_the_summary_names_latency_ties_on_the_front():
+  from autodistill.search.report import summary_table
+  records = [_noisy(1, 0.50, 10.0, 0.5, is_baseline=True), _noisy(2, 0.70, 5.0, 0.1),
+             _noisy(3, 0.60, 4.95, 0.1), _noisy(4, 0.40, 2.0, 0.1)]
+  text = summary_table(records, ACC_LAT)
+  assert _ids(pareto_front(records, ACC_LAT)) == [4, 2]  # 3 ties 2's latency, less accurate
+  assert "latency ties" not in text  # the tie of 2 and 3 is not on the front
+  records.append(_noisy(5, 0.45, 2.05, 0.1))  # ties 4's latency, more accurate: replaces 4
+  records.append(_noisy(6, 0.45, 2.12, 0.1))  # ties 5 (within 0.1) but not 4
+  text = summary_table(records, ACC_LAT)
+  assert _ids(pareto_front(records, ACC_LAT)) == [5, 6, 2]
+  assert text.splitlines()[-1] == ("latency ties (a difference within the measured noise, "
+                                   "counted as equal): #5 2.050 ± 0.100 ms = #6 2.120 ± 0.100 ms")
