@@ -98,7 +98,7 @@ def measure_space_latency(config: Any, workdir: Any = None, *, log: Log = print)
                                 type_vocab_size=t.type_vocab_size)
   return latency_command(archs, exp.workdir, **s.latency.key_settings, **s.latency.timing,
                          output=exp.workdir / "latency.csv", progress=s.runtime.progress,
-                         echo=exp.log)
+                         max_other_load=s.latency.max_other_load, echo=exp.log)
 
 
 def search_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:

@@ -51,6 +51,9 @@ class LatencySettings:
     device: a device string ("cpu", "gpu:0"); None = JAX's default device.
     batch_size, seq_len, dtype: the timed forward pass (part of the cache key).
     min_runs, min_time_s: the timing policy (not part of the key).
+    max_other_load: a cached latency timed while other processes used more than this many CPU
+      cores (``LatencyResult.other_load``: another worker or job sharing the host) is measured
+      again when asked for, and the less contended of the two is kept; < 0 turns this off.
   """
 
   device: Optional[str] = None
@@ -59,6 +62,7 @@ class LatencySettings:
   dtype: str = "float32"
   min_runs: int = 30
   min_time_s: float = 1.0
+  max_other_load: float = 0.5
 
   @property
   def key_settings(self) -> dict[str, Any]:
@@ -146,12 +150,17 @@ class LatencyCache:
   def get_or_measure(self, arch: latency_lib.Architecture,
                      settings: LatencySettings) -> LatencyResult:
     """The cached latency of ``arch`` under ``settings``, measured and stored if the cache has
-    none (or only a failed measurement). A failed measurement is returned, not raised."""
+    none, only a failed measurement, or one timed under more other load than
+    ``settings.max_other_load`` (then the less contended of the two is kept). A failed
+    measurement is returned, not raised."""
     cached = self.get(arch, **settings.key_settings)
-    if cached is not None and cached.ok:
+    if cached is not None and cached.ok and not latency_lib.contended(
+        cached, settings.max_other_load):
       return cached
-    result = latency_lib.measure_latency(arch, **settings.key_settings, **settings.timing)
-    self.put(result)
+    result = latency_lib.less_contended(
+        cached, latency_lib.measure_latency(arch, **settings.key_settings, **settings.timing))
+    if result is not cached:
+      self.put(result)
     return result
 
   def delete(self, key: MeasurementKey) -> bool:

@@ -129,6 +129,10 @@ class LatencyResult:
     warmup, min_runs, min_time_s, max_runs: the timing policy used.
     xla_flags: the ``XLA_FLAGS`` environment variable at measurement time.
     load_avg: the host's 1-minute load average before timing (context for noisy hosts).
+    other_load: CPU cores' worth of time that *other* processes used while the calls were timed
+      (``/proc/stat`` minus this process, over the timing's wall time; Linux only, else None).
+      Unlike the load average it covers exactly the timed interval, so it says whether another
+      job (a second search worker, a distillation) shared the host while this row was measured.
     measured_at: UTC time of the measurement, ISO 8601.
   """
 
@@ -175,6 +179,7 @@ class LatencyResult:
   max_runs: int = MAX_RUNS
   xla_flags: str = ""
   load_avg: Optional[float] = None
+  other_load: Optional[float] = None
   measured_at: str = ""
 
   @property
@@ -538,6 +543,31 @@ def _context(settings: _Settings) -> dict[str, Any]:
       measured_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
+def _cpu_ticks() -> Optional[tuple[float, float, float]]:
+  """(wall seconds, busy clock ticks of the whole host, clock ticks of this process), or None
+  where ``/proc`` is not readable."""
+  try:
+    with open("/proc/stat", encoding="ascii") as f:
+      fields = [int(v) for v in f.readline().split()[1:]]
+    with open("/proc/self/stat", encoding="ascii") as f:
+      own = f.read().rsplit(")", 1)[1].split()
+  except (OSError, ValueError, IndexError):
+    return None
+  # user nice system idle iowait irq softirq steal ...: busy is everything but idle and iowait.
+  busy = sum(fields[:3]) + sum(fields[5:8])
+  return time.perf_counter(), float(busy), float(int(own[11]) + int(own[12]))  # utime + stime
+
+
+def _other_load(before: Optional[tuple[float, float, float]],
+                after: Optional[tuple[float, float, float]]) -> Optional[float]:
+  """Cores' worth of CPU other processes used between two :func:`_cpu_ticks` readings."""
+  if before is None or after is None or after[0] <= before[0]:
+    return None
+  ticks_per_s = os.sysconf("SC_CLK_TCK")
+  other = (after[1] - before[1]) - (after[2] - before[2])
+  return round(max(other, 0.0) / ticks_per_s / (after[0] - before[0]), 3)
+
+
 def _failed(key: MeasurementKey, error: str, context: dict[str, Any],
             candidate: Optional[_Candidate] = None) -> LatencyResult:
   extra = {}
@@ -624,8 +654,9 @@ def measure_many(archs: Iterable[Architecture], *, batch_size: int = 1, seq_len:
       slots.append(i)
     except _StageError as e:
       results[i] = _failed(key, str(e), _context(settings))
+  before = _cpu_ticks()
   times, errors = _time_round_robin(candidates, settings, seed)
-  context = _context(settings)
+  context = dict(_context(settings), other_load=_other_load(before, _cpu_ticks()))
   for slot, candidate, candidate_times, error in zip(slots, candidates, times, errors):
     if error is not None:
       results[slot] = _failed(candidate.key, error, context, candidate)
@@ -652,6 +683,26 @@ def measure_latency(arch: Architecture, *, batch_size: int = 1, seq_len: int = 1
   return measure_many([arch], batch_size=batch_size, seq_len=seq_len, device=device,
                       dtype=dtype, heads=heads, warmup=warmup, min_runs=min_runs,
                       min_time_s=min_time_s, max_runs=max_runs, seed=seed)[0]
+
+
+def contended(result: LatencyResult, max_other_load: Optional[float]) -> bool:
+  """True when ``result`` was timed while other processes used more than ``max_other_load``
+  cores (see ``LatencyResult.other_load``); never when either is unknown or the limit is
+  negative (off)."""
+  return (max_other_load is not None and max_other_load >= 0 and result.ok
+          and result.other_load is not None and result.other_load > max_other_load)
+
+
+def less_contended(a: Optional[LatencyResult], b: LatencyResult) -> LatencyResult:
+  """Of two measurements of one key, the one to keep: a successful one over a failure, then the
+  one timed with less other load (``b``, the newer, on a tie or when a load is unknown)."""
+  if a is None or not a.ok:
+    return b
+  if not b.ok:
+    return a
+  if a.other_load is not None and b.other_load is not None and a.other_load < b.other_load:
+    return a
+  return b
 
 
 def within_noise(a: LatencyResult, b: LatencyResult, *, k: float = NOISE_K) -> bool:

@@ -38,7 +38,8 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
                   retry_failed: bool = False, interleave: int = INTERLEAVE,
                   warmup: int = WARMUP, min_runs: int = MIN_RUNS,
                   min_time_s: float = MIN_TIME_S, max_runs: int = MAX_RUNS, seed: int = 0,
-                  progress: bool = True) -> list[LatencyResult]:
+                  progress: bool = True,
+                  max_other_load: Optional[float] = None) -> list[LatencyResult]:
   """Latency of every architecture, from ``cache`` where present, measuring only the rest.
 
   Missing architectures are measured ``interleave`` at a time with
@@ -50,6 +51,9 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
     archs: ``StudentConfig``/``BertConfig`` objects or architecture names.
     cache: where results are read from and written to.
     retry_failed: measure again the architectures whose cached result is a failure.
+    max_other_load: measure again the architectures whose cached result was timed while other
+      processes used more than this many cores, keeping the less contended result (None or
+      < 0: never).
     interleave: how many candidates are compiled and timed together (1: one at a time).
     progress: show a tqdm progress bar.
     Other arguments: as for :func:`~autodistill.hardware.measure_many`.
@@ -72,7 +76,8 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
     if key in found or key in todo:
       continue
     cached = cache.get(key)
-    if cached is not None and (cached.ok or not retry_failed):
+    if cached is not None and (cached.ok or not retry_failed) and not latency_lib.contended(
+        cached, max_other_load):
       found[key] = cached
     else:
       todo[key] = config
@@ -87,6 +92,7 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
           device=device, dtype=dtype, heads=heads, warmup=warmup, min_runs=min_runs,
           min_time_s=min_time_s, max_runs=max_runs, seed=seed)
       for (key, _), result in zip(group, measured):
+        result = latency_lib.less_contended(cache.get(key), result)
         cache.put(result)
         found[key] = result
         bar.update(1)
@@ -129,7 +135,7 @@ def latency_command(archs: Iterable[Architecture], workdir: PathLike, *,
                     retry_failed: bool = False, interleave: int = INTERLEAVE,
                     warmup: int = WARMUP, min_runs: int = MIN_RUNS,
                     min_time_s: float = MIN_TIME_S, max_runs: int = MAX_RUNS,
-                    progress: bool = True,
+                    progress: bool = True, max_other_load: Optional[float] = None,
                     echo: Callable[[str], None] = print) -> list[LatencyResult]:
   """Measures architectures into ``<workdir>/latency.sqlite`` and prints a summary (section 3.4).
 
@@ -160,7 +166,8 @@ def latency_command(archs: Iterable[Architecture], workdir: PathLike, *,
     results = measure_space(
         archs, cache, device=device, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
         heads=heads, retry_failed=retry_failed, interleave=interleave, warmup=warmup,
-        min_runs=min_runs, min_time_s=min_time_s, max_runs=max_runs, progress=progress)
+        min_runs=min_runs, min_time_s=min_time_s, max_runs=max_runs, progress=progress,
+        max_other_load=max_other_load)
   echo(summarize(results))
   if output is not None:
     echo(f"wrote {write_results(results, output)}")

@@ -10,12 +10,13 @@ Objectives are :class:`~autodistill.search.settings.Objective` instances or thei
 :data:`~autodistill.search.settings.OBJECTIVES`. A missing (``None``) or NaN metric makes a vector
 incomplete: it neither dominates nor is dominated, and its trial is never on the front.
 
-**Latency within its noise is a tie.** A latency is a measurement: each record keeps the 10th and
-90th percentiles of its timed calls, and :func:`latency_noise_ms` is half their spread. Between
-two records, a latency difference no larger than the larger of their two noises counts as equal
-(:func:`noise_margins`), both for "no worse" and for "strictly better", so neither the front nor
-"dominates the baseline" turns on a difference the measurement cannot resolve. Records without
-the percentiles (older tables, synthetic tests) compare exactly.
+**Latency within its noise is a tie.** A latency is a measurement: each record keeps the standard
+deviation of its timed calls, and :func:`latency_noise_ms` is ``NOISE_K`` (2) times it, the rule
+of :func:`autodistill.hardware.latency.within_noise`. Between two records, a latency difference no
+larger than the larger of their two noises counts as equal (:func:`noise_margins`), both for "no
+worse" and for "strictly better", so neither the front nor "dominates the baseline" turns on a
+difference the measurement cannot resolve. Records without a standard deviation (older tables,
+synthetic tests) compare exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Hashable, Optional, Sequence, Union
 
+from autodistill.hardware.latency import NOISE_K
 from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective, get_objectives
 from autodistill.search.records import TrialRecord
 
@@ -90,12 +92,12 @@ def _better_by(objective: Objective, a: float, b: float, margin: float) -> bool:
 
 
 def latency_noise_ms(record: TrialRecord) -> float:
-  """Half the spread between the 10th and 90th percentile of the record's timed calls: how far
-  its latency can move by measurement alone (0 when the percentiles are unknown)."""
-  low, high = record.latency_p10_ms, record.latency_p90_ms
-  if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+  """``NOISE_K`` times the standard deviation of the record's timed calls: how far its latency
+  can move by measurement alone (0 when unknown)."""
+  std = record.latency_std_ms
+  if std is None or not math.isfinite(std):
     return 0.0
-  return max(high - low, 0.0) / 2
+  return NOISE_K * max(std, 0.0)
 
 
 def noise_margins(a: TrialRecord, b: TrialRecord,

@@ -238,8 +238,8 @@ def test_first_dominating_iteration_validates():
 
 
 def _noisy(trial_id, acc, lat, noise, **kwargs):
-  return _record(trial_id, acc, lat, latency_p10_ms=lat - noise, latency_p90_ms=lat + noise,
-                 **kwargs)
+  """A record whose latency noise (2 standard deviations of its timed calls) is ``noise``."""
+  return _record(trial_id, acc, lat, latency_std_ms=noise / 2, **kwargs)
 
 
 def test_latency_within_the_measured_noise_is_a_tie():
