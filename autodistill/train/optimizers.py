@@ -4,9 +4,11 @@
 :func:`make_optimizer` returns ``clip_by_global_norm -> optax.lamb's chain`` (Adam moments,
 decoupled weight decay on a mask, trust ratio, learning-rate schedule), or the same chain without
 the trust ratio (AdamW, BERT's fine-tuning optimizer), with the first-moment dtype configurable,
-and wrapped in ``optax.multi_transform`` so that frozen parameters (earlier blocks during
-progressive transfer, the teacher's encoder while its heads are fitted) get ``optax.set_to_zero``
-and therefore *no optimizer state at all*.
+and wrapped in ``optax.multi_transform`` so that frozen parameters (the embedding and heads
+during progressive transfer, every other block too with ``progressive_program="per_block"``, the
+teacher's encoder while its heads are fitted) get ``optax.set_to_zero`` and therefore *no
+optimizer state at all*. (Under the shared progressive program the blocks a stage does not train
+are held by a data mask instead, see :mod:`autodistill.train.state`, and keep Adam state.)
 """
 
 from __future__ import annotations
