@@ -3,9 +3,9 @@
 Every command runs through :func:`autodistill.main.execute` (what ``python -m autodistill`` calls
 after parsing its flags) in this process, on the tiny but real set-up of
 tests/search/tiny_search.py (a 2-layer teacher, a synthetic corpus, a 4-student space): one
-interpreter, one set of compiled programs. Two smoke tests go through the real entry point in
-a subprocess: flag and config-override parsing with its one-line errors and help, and a served
-study with a worker.
+interpreter, one set of compiled programs. A smoke test goes through the real entry point in a
+subprocess: flag and config-override parsing with its one-line errors and help (the served study
+with workers, through the entry point too, is tests/search/test_loop.py's two-worker test).
 """
 
 import csv
@@ -13,10 +13,8 @@ import io
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -25,22 +23,9 @@ from autodistill.models import hf
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "search"))
-from tiny_search import make_config, make_setup  # noqa: E402
+from tiny_search import make_config, make_setup, write_experiment  # noqa: E402
 
 from cli_support import Run, one_line_error, run_command  # noqa: E402
-
-TINY_EXPERIMENT = f'''"""A tiny experiment for the CLI tests: the tiny search set-up of the loop tests."""
-import pathlib
-import sys
-
-sys.path.insert(0, {str(REPO / "tests" / "search")!r})
-from tiny_search import make_config  # noqa: E402
-
-
-def get_config(root):
-  return make_config(pathlib.Path(root))
-'''
-
 
 def _env():
   env = dict(os.environ)
@@ -105,8 +90,8 @@ def test_parsing_help_and_one_line_errors_through_the_entry_point(tmp_path):
   result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'nope.py'}")
   one_line_error(result, "cannot load --config=", "No such file", "experiments/cpu_demo.py")
   # An experiment file with an argument, and an override whose value fails the config's checks.
-  (tmp_path / "tiny.py").write_text(TINY_EXPERIMENT)
-  result = _cli("search", f"--workdir={tmp_path}", f"--config={tmp_path / 'tiny.py'}:{tmp_path}",
+  experiment = write_experiment(tmp_path / "tiny.py")
+  result = _cli("search", f"--workdir={tmp_path}", f"--config={experiment}:{tmp_path}",
                 "--config.search.num_trials=0")
   one_line_error(result, "config.search.num_trials=0", "a whole number > 0")
 
@@ -260,41 +245,6 @@ def test_demo_runs_the_whole_pipeline(demo):
   assert f"fine-tuned {tuned['model']} on bbc_topic: accuracy BBC" in tail
   for output in ("pareto_front.png", "trials.csv", pipeline["final"][0]["hf"], "report.md"):
     assert output in tail  # the final summary points at the plot, the table and the model
-
-
-def _free_port() -> int:
-  with socket.socket() as sock:
-    sock.bind(("localhost", 0))
-    return sock.getsockname()[1]
-
-
-def test_serve_through_the_entry_point_and_a_worker(root, run, tmp_path):
-  """Subprocess smoke test: `autodistill serve` serves a study a worker completes."""
-  (root / "tiny.py").write_text(TINY_EXPERIMENT)
-  workdir, port = tmp_path / "served", _free_port()
-  server = subprocess.Popen(
-      [sys.executable, "-m", "autodistill", "serve", f"--config={root / 'tiny.py'}:{root}",
-       f"--workdir={workdir}", "--config.search.num_trials=1", "--host=localhost",
-       f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-  try:
-    deadline = time.time() + 120
-    while time.time() < deadline and server.poll() is None:
-      with socket.socket() as sock:
-        if sock.connect_ex(("localhost", port)) == 0:
-          break
-      time.sleep(0.5)
-    worker = run("search", make_config(root, **{
-        "search.num_trials": 1, "search.endpoint": f"localhost:{port}",
-        "search.client_id": "cli-worker"}), workdir, check=0)
-    output, _ = server.communicate(timeout=120)
-  finally:
-    server.kill()
-  assert server.returncode == 0, output[-3000:]
-  assert "serving study" in output and "1/1 evaluated" in output
-  records = json.loads((workdir / "trials.json").read_text())
-  assert len(records) == 1 and (workdir / "pareto_front.png").exists()
-  assert (workdir / "trials" / "0001" / "record.json").exists()  # the worker ran it here
-  assert "trial 1" in worker.stdout
 
 
 # The errors people hit first: one line with the cause and the fix, exit code 1, no traceback.

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from autodistill.search import IncompatibleStudyError, loop
 from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from tiny_search import make_config  # noqa: E402
+from tiny_search import make_config, write_experiment  # noqa: E402
 
 SCRIPT = pathlib.Path(__file__).parent / "tiny_search.py"
 ROOT_DIR = pathlib.Path(__file__).resolve().parent.parent.parent
@@ -194,19 +195,31 @@ def test_kill_and_resume_loses_and_repeats_nothing(setup_root, tmp_path):
   assert steps == sorted(set(steps))  # resumed from the checkpoint: no step twice
 
 
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    return sock.getsockname()[1]
+
+
 def test_two_workers_complete_distinct_trials_of_one_study(setup_root, tmp_path):
-  """A Vizier server and two worker processes on loopback, each with its own client id."""
-  server_dir, endpoint_file = tmp_path / "server", tmp_path / "endpoint"
+  """`python -m autodistill serve` (the real entry point, flags and experiment file) serves a
+  study on loopback; two worker processes, each with its own client id, complete it."""
+  server_dir, port = tmp_path / "server", _free_port()
+  experiment = write_experiment(tmp_path / "tiny.py")
   options = ["search.num_trials=4"]
-  server = subprocess.Popen([sys.executable, str(SCRIPT), "serve", str(setup_root),
-                             str(server_dir), str(endpoint_file)] + options, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  server = subprocess.Popen(
+      [sys.executable, "-m", "autodistill", "serve", f"--config={experiment}:{setup_root}",
+       f"--workdir={server_dir}", "--config.search.num_trials=4", "--host=localhost",
+       f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
   try:
     deadline = time.time() + 120
-    while not endpoint_file.exists() and time.time() < deadline and server.poll() is None:
+    while time.time() < deadline and server.poll() is None:
+      with socket.socket() as sock:
+        if sock.connect_ex(("localhost", port)) == 0:
+          break
       time.sleep(0.2)
-    assert endpoint_file.exists(), server.stdout.read()[-3000:]
-    endpoint = endpoint_file.read_text()
+    assert server.poll() is None, server.stdout.read()[-3000:]
+    endpoint = f"localhost:{port}"
     workers = [subprocess.Popen(
         [sys.executable, str(SCRIPT), "search", str(setup_root), str(tmp_path / f"worker{i}"),
          f'search.endpoint="{endpoint}"', f'search.client_id="worker-{i}"'] + options,
@@ -221,6 +234,8 @@ def test_two_workers_complete_distinct_trials_of_one_study(setup_root, tmp_path)
     for p in [server] + locals().get("workers", []):
       if p.poll() is None:
         p.kill()
+  assert "serving study" in server_out and "4/4 evaluated" in server_out
+  assert (server_dir / "pareto_front.png").exists()  # the server writes the outputs at the end
   table = json.loads((server_dir / "trials.json").read_text())
   ids = [row["trial_id"] for row in table]
   assert len(ids) == len(set(ids)) >= 4

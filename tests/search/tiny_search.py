@@ -3,7 +3,9 @@
 Also a subprocess entry point for the kill/resume and multi-worker tests:
 
     python tiny_search.py search ROOT WORKDIR [key=value ...]
-    python tiny_search.py serve ROOT WORKDIR ENDPOINT_FILE [key=value ...]
+
+and, for tests of the real ``python -m autodistill`` entry point, an experiment file
+(:func:`write_experiment`) whose ``get_config(root)`` is this set-up.
 """
 
 import json
@@ -63,6 +65,25 @@ def make_config(root: pathlib.Path, **overrides):
   return config
 
 
+EXPERIMENT = '''"""A tiny experiment for the CLI tests: the tiny search set-up of the loop tests."""
+import pathlib
+import sys
+
+sys.path.insert(0, {here!r})
+from tiny_search import make_config  # noqa: E402
+
+
+def get_config(root):
+  return make_config(pathlib.Path(root))
+'''
+
+
+def write_experiment(path: pathlib.Path) -> pathlib.Path:
+  """Writes an experiment file for ``--config=PATH:ROOT`` (the set-up under ROOT); returns it."""
+  path.write_text(EXPERIMENT.format(here=str(pathlib.Path(__file__).resolve().parent)))
+  return path
+
+
 def _parse(items):
   overrides = {}
   for item in items:
@@ -77,11 +98,6 @@ def main(argv):
   if mode == "search":
     config = make_config(root, **_parse(argv[4:]))
     pipeline.search_stage(config, workdir)
-  elif mode == "serve":
-    endpoint_file = pathlib.Path(argv[4])
-    config = make_config(root, **_parse(argv[5:]))
-    pipeline.serve_stage(config, workdir, host="localhost", poll_s=0.5,
-                         ready=lambda endpoint: endpoint_file.write_text(endpoint))
   else:
     raise SystemExit(f"unknown mode {mode}")
 
