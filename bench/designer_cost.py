@@ -24,11 +24,14 @@ as the next trial. The synthetic metrics are smooth functions of the factors (ac
 the widths and FFN count, with noise of 0.005; latency grows with the widths and FFN count).
 
 Each padding schedule (``--padding``, ``gp_bandit`` only) runs in its own subprocess so that
-compilation caches and memory do not mix; ``none`` is Vizier's default (no padding), the others
-are Vizier's ``PaddingType``s for the number of trials.
+compilation caches and memory do not mix; each has JAX's persistent compilation cache in a fresh
+directory of its own, as a search command has in its workdir (``--no-compilation-cache``: none).
+``none`` is Vizier's default (no padding), the others are Vizier's ``PaddingType``s for the
+number of trials.
 
 Run: ``PYTHONPATH=. JAX_PLATFORMS=cpu python bench/designer_cost.py [--designer gp_bandit]
-[--max-trials 500] [--every 20] [--padding none,powers_of_2] [--keep-caches] [--seed 0]``
+[--max-trials 500] [--every 20] [--padding none,powers_of_2] [--keep-caches]
+[--no-compilation-cache] [--seed 0]``
 (``--designer all`` or ``--designer random,eagle`` runs several). The commands behind the
 padding and cache choices of :mod:`autodistill.search.designers.gp_bandit`, how long they take,
 and what they measured are in ``bench/README.md``.
@@ -82,9 +85,14 @@ def _schedule(name: str):
 
 
 def run_one(designer: str, space_name: str, max_trials: int, every: int, padding_name: str,
-            seed: int, keep_caches: bool) -> dict:
+            seed: int, keep_caches: bool, compilation_cache: bool = True) -> dict:
   """One replay in this process (see the module docstring)."""
+  import tempfile
+
   import jax
+  if compilation_cache:  # as a search command does, in a workdir of its own (empty at first)
+    from autodistill.workdir import use_compilation_cache
+    use_compilation_cache(tempfile.mkdtemp(prefix="designer_cost_"))
   from vizier import algorithms as vza
   from vizier import pyvizier as vz
 
@@ -155,6 +163,7 @@ def run_one(designer: str, space_name: str, max_trials: int, every: int, padding
   return {
       "designer": designer, "padding": padding_name if designer == "gp_bandit" else None,
       "jax_caches": ("kept" if keep_caches else "cleared") if designer == "gp_bandit" else None,
+      "compilation_cache": "workdir" if compilation_cache else "none",
       "space": space.name, "max_trials": max_trials, "every": every, "seed": seed,
       "total_s": round(time.perf_counter() - start, 1), "start_rss_mb": round(start_rss, 1),
       "final_rss_mb": rss[-1], "peak_rss_mb": round(rss_mb("VmHWM"), 1),
@@ -178,13 +187,17 @@ def main() -> None:
                       help="gp_bandit: keep JAX's compilation caches between suggestions instead "
                       "of clearing them as autodistill.search.designers.suggest does")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--no-compilation-cache", action="store_true",
+                      help="do not use JAX's persistent compilation cache (a search command uses "
+                      "one in its workdir, autodistill.workdir.use_compilation_cache; by default "
+                      "each replay gets a fresh one)")
   parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
 
   if args.worker:
     designer, padding_name = args.worker.split(":")
     print(json.dumps(run_one(designer, args.space, args.max_trials, args.every, padding_name,
-                             args.seed, args.keep_caches)))
+                             args.seed, args.keep_caches, not args.no_compilation_cache)))
     return
 
   from autodistill.search.designers import DESIGNERS  # noqa: F401 (validates the install)
@@ -203,6 +216,7 @@ def main() -> None:
                  "--space", args.space, "--max-trials", str(args.max_trials),
                  "--every", str(args.every), "--seed", str(args.seed)]
       command += ["--keep-caches"] if args.keep_caches else []
+      command += ["--no-compilation-cache"] if args.no_compilation_cache else []
       done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
       runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
   print(json.dumps({"cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "runs": runs},

@@ -3,7 +3,9 @@ them (autodistill.search.policy), through a real Vizier server and offline."""
 
 import contextlib
 
+import numpy as np
 import pytest
+from vizier import algorithms as vza
 from vizier import pyvizier as vz
 from vizier.algorithms import evolution
 from vizier.service import clients
@@ -260,6 +262,49 @@ def test_gp_bandit_never_repeats_while_a_student_is_unevaluated():
   for seed in (0, 1):
     suggestion = designers.suggest("gp_bandit", problem, history, [], seed=seed)[0]
     assert point_of(space, suggestion.parameters.as_dict()) == points[3]
+
+
+def test_gp_bandit_suggests_the_unevaluated_students_with_the_highest_vizier_acquisition(
+    monkeypatch):
+  """The grid acquisition: the candidates are exactly the students neither completed nor
+  running, each scored as Vizier's scoring function scores it alone (the fixed-shape batches and
+  their filler rows change no value), and the suggestions are the best of them in order."""
+  from autodistill.search.designers import gp_bandit
+  space = Space(name="twelve", factors={"hidden_size": (64, 128, 256), "num_ffn": (1, 2, 3, 4)},
+                fixed={"bottleneck_size": 32, "num_heads": 2, "intermediate_size": 64,
+                       "num_blocks": 2, "embedding_size": 32})
+  problem = problem_statement(space, ["mlm_accuracy", "latency_ms"])
+  points = list(space.points())
+  completed = []
+  for i in (0, 5, 7, 11):
+    trial = vz.Trial(id=len(completed) + 1, parameters=parameters_of(space, points[i]))
+    h, f = points[i]["hidden_size"], points[i]["num_ffn"]
+    trial.complete(vz.Measurement(metrics={"mlm_accuracy": 0.2 + 0.001 * h + 0.03 * f,
+                                           "latency_ms": 0.5 + 0.01 * h + 0.3 * f}))
+    completed.append(trial)
+  active = [vz.Trial(id=5, parameters=parameters_of(space, points[2]))]
+  calls = []
+  real = gp_bandit.acquisition_values
+
+  def recording(scoring_fn, converter, candidates, seed):
+    values = real(scoring_fn, converter, candidates, seed)
+    calls.append((scoring_fn, converter, list(candidates), seed, values))
+    return values
+
+  monkeypatch.setattr(gp_bandit, "acquisition_values", recording)
+  designer = make_designer("gp_bandit", problem, seed=0, num_trials=5)
+  designer.update(vza.CompletedTrials(completed), vza.ActiveTrials(active))
+  suggestions = designer.suggest(3)
+
+  (scoring_fn, converter, candidates, seed, values), = calls
+  assert sorted(points.index(point_of(space, c.parameters.as_dict())) for c in candidates) == [
+      i for i in range(12) if i not in (0, 2, 5, 7, 11)]
+  alone = np.array([real(scoring_fn, converter, [c], seed)[0] for c in candidates])
+  np.testing.assert_allclose(values, alone, rtol=1e-5, atol=1e-6)
+  assert len(set(np.round(alone, 6))) > 1  # the GP tells the students apart
+  best = [candidates[i] for i in np.argsort(-alone, kind="stable")[:3]]
+  assert [s.parameters.as_dict() for s in suggestions] == [b.parameters.as_dict() for b in best]
+  assert all(s.metadata.ns(METADATA_NS)["acquisition"] == "grid" for s in suggestions)
 
 
 def test_prefer_novel_keeps_order_and_tops_up_with_repeats():

@@ -3,7 +3,7 @@
 Each study here starts with random trials (``designers.suggest("random", ...)``) and continues
 with ``designers.suggest("gp_bandit", ...)``, the replay code the Vizier policy runs, on the
 search's two objectives (MLM accuracy, maximised; latency, minimised). A GP suggestion compiles
-for its trial count and takes tens of seconds on 2 cores, so a random warm start keeps the GP
+for its trial count and takes about ten seconds on 2 cores, so a random warm start keeps the GP
 calls to one or two.
 """
 

@@ -47,7 +47,7 @@ from autodistill.search.designers import seeds
 # Every designer is asked for this many candidates beyond those returned, and the first ones
 # that are not students of the study's history are returned, so no trial is spent on a student
 # already evaluated while a designer offers an alternative. (Vizier's GP bandit returns copies
-# of one point here; DiscreteGPBandit handles its repeats.)
+# of one point here; DiscreteGPBandit suggests only unevaluated students of a finite space.)
 NOVELTY_CANDIDATES = 8
 
 
