@@ -87,21 +87,29 @@ def test_frozen_leaves_hold_no_optimizer_state(tmp_path):
              for x in jax.tree.leaves(state, is_leaf=lambda n: isinstance(n, optax.MaskedNode)))
 
 
-@pytest.mark.sharding
-@pytest.mark.parametrize("shape", [(8, 1), (4, 2)])
-def test_sharded_step_matches_single_device(tmp_path, shape):
+@pytest.fixture(scope="module")
+def single_device_run(tmp_path_factory):
+  """Block 0's progressive stage and pre-training distillation on one device: the reference of
+  both mesh shapes below (parameters by key, the logged losses)."""
+  tmp_path = tmp_path_factory.mktemp("single_device")
   single = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
-  mesh = sharding.make_mesh(shape)
   phases, params, p_sh, train = _setup(tmp_path, single)
   ref = _run([phases[0], phases[-1]], params, p_sh, train, single, tmp_path / "one")
+  return _leaves(ref.params), [r["loss"] for r in read_metrics(tmp_path / "one")]
+
+
+@pytest.mark.sharding
+@pytest.mark.parametrize("shape", [(8, 1), (4, 2)])
+def test_sharded_step_matches_single_device(tmp_path, shape, single_device_run):
+  ref_params, ref_loss = single_device_run
+  mesh = sharding.make_mesh(shape)
   phases, params, p_sh, train = _setup(tmp_path, mesh)
   out = _run([phases[0], phases[-1]], params, p_sh, train, mesh, tmp_path / "many")
   # The parameters really are laid out over the mesh (model axis splits the MLM bias' vocab).
   bias = out.params["student"]["mlm_head"]["bias"]
   assert len(bias.sharding.device_set) == 8
-  for k, v in _leaves(ref.params).items():
+  for k, v in ref_params.items():
     np.testing.assert_allclose(_leaves(out.params)[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
-  ref_loss = [r["loss"] for r in read_metrics(tmp_path / "one")]
   out_loss = [r["loss"] for r in read_metrics(tmp_path / "many")]
   np.testing.assert_allclose(out_loss, ref_loss, rtol=1e-4)
 
