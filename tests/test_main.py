@@ -27,6 +27,7 @@ from tiny_search import make_config, make_setup, write_experiment  # noqa: E402
 
 from cli_support import Run, one_line_error, run_command  # noqa: E402
 
+
 def _env():
   env = dict(os.environ)
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
