@@ -112,6 +112,70 @@ class NoNorm(nn.Module):
     return (x * scale + bias).astype(self.dtype)
 
 
+@flax.struct.dataclass
+class ElasticArch:
+  """Which part of a max-shape (elastic) student one student is: masks and scalars, as data.
+
+  Passed to the student's modules beside the batch, so every student of a space runs the same
+  compiled program (:mod:`autodistill.models.elastic` builds it from a StudentConfig). Masks are
+  1.0 on the student's features and 0.0 on the padding; the padded parameters are zero.
+
+  Attributes:
+    hidden: [max hidden] the student's ``hidden_size`` features.
+    bottleneck: [max bottleneck] its ``bottleneck_size`` features.
+    heads: [max heads] its attention heads.
+    head_dims: [max head size] the features of each of its heads.
+    head_scale: () its ``head_size ** -0.5``, the attention's score scale.
+    intermediate: [max intermediate] its FFNs' inner features.
+    ffns: [max FFNs] its ``num_ffn`` stacked FFNs (a skipped FFN passes its input through).
+    last_ffn: [max FFNs] one-hot of its last FFN (whose norm Hugging Face builds with eps 1e-5).
+    blocks: [max blocks] its ``num_blocks`` blocks (a skipped block passes its input through).
+  """
+
+  hidden: Array
+  bottleneck: Array
+  heads: Array
+  head_dims: Array
+  head_scale: Array
+  intermediate: Array
+  ffns: Array
+  last_ffn: Array
+  blocks: Array
+
+
+class MaskedNorm(nn.Module):
+  """A LayerNorm or NoNorm over the features a mask selects, zero on the others.
+
+  The elastic student's norm (:class:`ElasticArch`): LayerNorm statistics run over the masked-in
+  features only, so the result equals the plain norm of the student's narrower activation; the
+  parameters are named and shaped as :func:`make_norm`'s, so one parameter tree serves both.
+  """
+
+  kind: str
+  axis_name: str
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, eps: Array | float) -> Array:
+    features = x.shape[-1]
+    scale = self.param("scale", partitioned(nn.initializers.ones_init(), (self.axis_name,)),
+                       (features,), self.param_dtype)
+    bias = self.param("bias", partitioned(nn.initializers.zeros_init(), (self.axis_name,)),
+                      (features,), self.param_dtype)
+    mask = mask.astype(jnp.float32)
+    if self.kind == "layer_norm":
+      x = x.astype(jnp.float32)
+      count = jnp.sum(mask)
+      mean = jnp.sum(x * mask, axis=-1, keepdims=True) / count
+      mean_sq = jnp.sum(jnp.square(x) * mask, axis=-1, keepdims=True) / count
+      var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+      x = (x - mean) * jax.lax.rsqrt(var + eps)
+    elif self.kind != "no_norm":
+      raise ValueError(f"unknown normalization {self.kind!r}; use 'no_norm' or 'layer_norm'.")
+    return ((x * scale + bias) * mask).astype(self.dtype)
+
+
 def make_norm(kind: str, axis_name: str, eps: float, dtype: Dtype, param_dtype: Dtype,
               name: str) -> nn.Module:
   """A LayerNorm or NoNorm whose parameters are named ``scale`` and ``bias`` either way."""
@@ -144,17 +208,25 @@ class SelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, query_in: Array, key_in: Array, value_in: Array, mask: Array,
-               deterministic: bool = True) -> tuple[Array, Array]:
+               deterministic: bool = True, arch: Optional[ElasticArch] = None
+               ) -> tuple[Array, Array]:
     proj = functools.partial(dense, (self.num_heads, self.head_size), dtype=self.dtype,
                              param_dtype=self.param_dtype)
     q = proj((self.query_axis, "heads", "kv"), name="query")(query_in)
     k = proj((self.query_axis, "heads", "kv"), name="key")(key_in)
     v = proj((self.value_axis, "heads", "kv"), name="value")(value_in)
+    scale = self.head_size ** -0.5
+    if arch is not None:
+      # The elastic student's heads and head widths: padded heads attend uniformly over zero
+      # values, so they add nothing to the context.
+      keep = (arch.heads[:, None] * arch.head_dims[None, :]).astype(q.dtype)
+      q, k, v = q * keep, k * keep, v * keep
+      scale = arch.head_scale
     # Read by MiniLM-style relation distillation (apply with mutable=["intermediates"]); a no-op
     # otherwise.
     self.sow("intermediates", "qkv", (q, k, v))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-    scores = scores * (self.head_size ** -0.5)
+    scores = scores * scale
     scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1)
     dropped = nn.Dropout(rate=self.dropout_rate)(probs, deterministic=deterministic)

@@ -16,7 +16,7 @@ onto Hugging Face ``MobileBertForPreTraining`` (see :mod:`autodistill.models.hf`
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -34,23 +34,43 @@ Array = jax.Array
 _TORCH_DEFAULT_EPS = 1e-5
 
 
+def _attention_shape(config: StudentConfig,
+                     attention_shape: Optional[tuple[int, int]]) -> tuple[int, int]:
+  return attention_shape or (config.num_heads, config.head_size)
+
+
 class StudentBlock(nn.Module):
-  """One MobileBERT-style building block; returns (block output, attention probabilities)."""
+  """One MobileBERT-style building block; returns (block output, attention probabilities).
+
+  With ``arch`` (an :class:`~autodistill.models.layers.ElasticArch`) the block is the elastic,
+  max-shape block of :mod:`autodistill.models.elastic`: ``config`` is the envelope,
+  ``attention_shape`` its (heads, head size), and the masks pick one student out of it.
+  """
 
   config: StudentConfig
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  attention_shape: Optional[tuple[int, int]] = None
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, deterministic: bool) -> tuple[Array, Array]:
+  def __call__(self, x: Array, mask: Array, deterministic: bool,
+               arch: Optional[layers.ElasticArch] = None) -> tuple[Array, Array]:
     cfg = self.config
     dense = functools.partial(layers.dense, dtype=self.dtype, param_dtype=self.param_dtype)
-    norm = functools.partial(layers.make_norm, cfg.normalization, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
+
+    def norm(axis_name: str, eps: Any, features: Optional[Array], *, name: str) -> Any:
+      if arch is None:
+        return layers.make_norm(cfg.normalization, axis_name, eps, self.dtype, self.param_dtype,
+                                name=name)
+      masked = layers.MaskedNorm(cfg.normalization, axis_name, self.dtype, self.param_dtype,
+                                 name=name)
+      return lambda h: masked(h, features, eps)
+
+    bottleneck_mask = None if arch is None else arch.bottleneck
 
     def bottleneck(name: str) -> Array:
       h = dense(cfg.bottleneck_size, ("embed", "bottleneck"), name=f"{name}")(x)
-      return norm("bottleneck", cfg.layer_norm_eps, name=f"{name}_norm")(h)
+      return norm("bottleneck", cfg.layer_norm_eps, bottleneck_mask, name=f"{name}_norm")(h)
 
     layer_input = bottleneck("bottleneck_input")
     if cfg.use_bottleneck_attention:
@@ -59,40 +79,54 @@ class StudentBlock(nn.Module):
       query_in, value_in, query_axis, value_axis = bottleneck("bottleneck_attention"), x, "bottleneck", "embed"
     else:
       query_in, value_in, query_axis, value_axis = x, x, "embed", "embed"
+    num_heads, head_size = _attention_shape(cfg, self.attention_shape)
     context, probs = layers.SelfAttention(
-        num_heads=cfg.num_heads, head_size=cfg.head_size, query_axis=query_axis,
+        num_heads=num_heads, head_size=head_size, query_axis=query_axis,
         value_axis=value_axis, dropout_rate=cfg.attention_dropout_prob, dtype=self.dtype,
         param_dtype=self.param_dtype, name="attention")(
-            query_in, query_in, value_in, mask, deterministic)
+            query_in, query_in, value_in, mask, deterministic, arch)
     h = dense(cfg.bottleneck_size, ("heads", "kv", "bottleneck"), axis=(-2, -1),
               name="attention_output")(context)
-    h = norm("bottleneck", cfg.layer_norm_eps, name="attention_norm")(h + layer_input)
+    h = norm("bottleneck", cfg.layer_norm_eps, bottleneck_mask, name="attention_norm")(
+        h + layer_input)
 
     act = layers.ACTIVATION_FNS[cfg.hidden_act]
     for j in range(cfg.num_ffn):
-      eps = _TORCH_DEFAULT_EPS if j == cfg.num_ffn - 1 else cfg.layer_norm_eps
+      if arch is None:
+        eps = _TORCH_DEFAULT_EPS if j == cfg.num_ffn - 1 else cfg.layer_norm_eps
+      else:
+        eps = jnp.where(arch.last_ffn[j] > 0, _TORCH_DEFAULT_EPS, cfg.layer_norm_eps)
       inner = act(dense(cfg.intermediate_size, ("bottleneck", "mlp"),
                         name=f"ffn_{j}_intermediate")(h))
+      if arch is not None:
+        inner = inner * arch.intermediate.astype(inner.dtype)
       out = dense(cfg.bottleneck_size, ("mlp", "bottleneck"), name=f"ffn_{j}_output")(inner)
-      h = norm("bottleneck", eps, name=f"ffn_{j}_norm")(out + h)
+      out = norm("bottleneck", eps, bottleneck_mask, name=f"ffn_{j}_norm")(out + h)
+      h = out if arch is None else jnp.where(arch.ffns[j] > 0, out, h)
 
     out = dense(cfg.hidden_size, ("bottleneck", "embed"), name="output_bottleneck")(h)
     out = nn.Dropout(rate=cfg.hidden_dropout_prob)(out, deterministic=deterministic)
-    out = norm("embed", cfg.layer_norm_eps, name="output_norm")(out + x)
+    out = norm("embed", cfg.layer_norm_eps, None if arch is None else arch.hidden,
+               name="output_norm")(out + x)
     return out, probs
 
 
 class StudentEncoder(nn.Module):
-  """Embedding layer, ``num_blocks`` :class:`StudentBlock` and the pooler."""
+  """Embedding layer, ``num_blocks`` :class:`StudentBlock` and the pooler.
+
+  With ``arch``, the elastic encoder (see :class:`StudentBlock`); a block the student lacks
+  passes its input through, so ``hidden_states`` repeats the last real block's output.
+  """
 
   config: StudentConfig
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  attention_shape: Optional[tuple[int, int]] = None
 
   @nn.compact
   def __call__(self, input_ids: Array, token_type_ids: Optional[Array] = None,
-               attention_mask: Optional[Array] = None, *,
-               deterministic: bool = True) -> layers.ModelOutput:
+               attention_mask: Optional[Array] = None, *, deterministic: bool = True,
+               arch: Optional[layers.ElasticArch] = None) -> layers.ModelOutput:
     cfg = self.config
     token_type_ids, mask = layers.default_inputs(input_ids, token_type_ids, attention_mask)
     table = functools.partial(layers.embed, dtype=self.dtype, param_dtype=self.param_dtype)
@@ -111,13 +145,19 @@ class StudentEncoder(nn.Module):
                    name="position_embeddings")(positions)
          + table(cfg.type_vocab_size, cfg.hidden_size, ("token_type", "embed"),
                  name="token_type_embeddings")(token_type_ids))
-    x = layers.make_norm(cfg.normalization, "embed", _TORCH_DEFAULT_EPS, self.dtype,
-                         self.param_dtype, name="embeddings_norm")(x)
+    if arch is None:
+      x = layers.make_norm(cfg.normalization, "embed", _TORCH_DEFAULT_EPS, self.dtype,
+                           self.param_dtype, name="embeddings_norm")(x)
+    else:
+      x = layers.MaskedNorm(cfg.normalization, "embed", self.dtype, self.param_dtype,
+                            name="embeddings_norm")(x, arch.hidden, _TORCH_DEFAULT_EPS)
     x = nn.Dropout(rate=cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     hidden_states, attentions = [x], []
     for i in range(cfg.num_blocks):
-      x, probs = StudentBlock(cfg, dtype=self.dtype, param_dtype=self.param_dtype,
-                              name=f"block_{i}")(x, mask, deterministic)
+      out, probs = StudentBlock(cfg, dtype=self.dtype, param_dtype=self.param_dtype,
+                                attention_shape=self.attention_shape,
+                                name=f"block_{i}")(x, mask, deterministic, arch)
+      x = out if arch is None else jnp.where(arch.blocks[i] > 0, out, x)
       hidden_states.append(x)
       attentions.append(probs)
     pooled = x[:, 0]
@@ -138,11 +178,12 @@ class StudentForPreTraining(PreTrainingForward, nn.Module):
   config: StudentConfig
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  attention_shape: Optional[tuple[int, int]] = None
 
   def setup(self):
     cfg = self.config
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    self.encoder = StudentEncoder(cfg, **kw)
+    self.encoder = StudentEncoder(cfg, attention_shape=self.attention_shape, **kw)
     # The MLM transform is always a real LayerNorm, as in MobileBERT.
     self.mlm_head = MlmHead(cfg.hidden_act, cfg.layer_norm_eps,
                             extra_rows=cfg.hidden_size - cfg.embedding_size, **kw)

@@ -104,13 +104,19 @@ class MlmHead(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, word_embeddings: Array) -> Array:
+  def __call__(self, x: Array, word_embeddings: Array,
+               features: Optional[Array] = None) -> Array:
+    """``features``: the elastic student's hidden mask (``ElasticArch.hidden``), else None."""
     hidden = x.shape[-1]
     x = layers.dense(hidden, ("embed", "embed_out"), dtype=self.dtype,
                      param_dtype=self.param_dtype, name="transform")(x)
     x = layers.ACTIVATION_FNS[self.hidden_act](x)
-    x = layers.make_norm("layer_norm", "embed", self.layer_norm_eps, self.dtype,
-                         self.param_dtype, name="transform_norm")(x)
+    if features is None:
+      x = layers.make_norm("layer_norm", "embed", self.layer_norm_eps, self.dtype,
+                           self.param_dtype, name="transform_norm")(x)
+    else:
+      x = layers.MaskedNorm("layer_norm", "embed", self.dtype, self.param_dtype,
+                            name="transform_norm")(x, features, self.layer_norm_eps)
     decoder = word_embeddings.T.astype(self.dtype)  # [embedding width, vocab]
     if self.extra_rows:
       extra = self.param("decoder_extra",
@@ -139,12 +145,15 @@ class PreTrainingForward:
 
   def __call__(self, input_ids: Array, token_type_ids: Optional[Array] = None,
                attention_mask: Optional[Array] = None, *,
-               masked_positions: Optional[Array] = None,
-               deterministic: bool = True) -> layers.ModelOutput:
-    out = self.encoder(input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+               masked_positions: Optional[Array] = None, deterministic: bool = True,
+               arch: Optional[layers.ElasticArch] = None) -> layers.ModelOutput:
+    """``arch``: the student to run of an elastic student (``models.elastic``); None otherwise."""
+    elastic = {} if arch is None else {"arch": arch}
+    out = self.encoder(input_ids, token_type_ids, attention_mask, deterministic=deterministic,
+                       **elastic)
     word_embeddings = nn.unbox(self.encoder.variables["params"]["word_embeddings"]["embedding"])
     mlm = self.mlm_head(layers.gather_positions(out.last_hidden_state, masked_positions),
-                        word_embeddings)
+                        word_embeddings, None if arch is None else arch.hidden)
     return out.replace(mlm_logits=mlm, nsp_logits=self.nsp_head(out.pooled_output))
 
 
