@@ -81,6 +81,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.endpoint = ""  # Vizier server host:port; "" = in-process server on workdir SQLite.
   c.search.client_id = "worker-0"  # this worker's id; an interrupted trial resumes by it.
   c.search.max_suggestions = 0  # stop after this many suggestions; 0 = 20 x num_trials.
+  # Trials train inside the space's elastic envelope (models/elastic.py): one compiled program
+  # for every student; dropout masks are drawn over the envelope. False: each student its shapes.
+  c.search.elastic = True
 
   c.distill = ml_collections.ConfigDict()
   c.distill.preset = "flash"  # flash | regular (paper section 4.1).
@@ -259,7 +262,9 @@ class Settings:
     latency.pop("max_other_load")  # when to re-measure, not what is measured
     return {"teacher": dataclasses.asdict(self.teacher), "data": dataclasses.asdict(self.data),
             "distill": distill, "latency": latency,
-            "constraints": dataclasses.asdict(self.search.constraints)}
+            "constraints": dataclasses.asdict(self.search.constraints),
+            # In the envelope a student's dropout masks are drawn over the envelope's shape.
+            "elastic": self.search.elastic}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +377,7 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
                               max_params=s.get("max_params"),
                               min_accuracy=s.get("min_accuracy")),
       study_id=s.study_id, endpoint=s.endpoint, client_id=s.client_id,
-      max_suggestions=s.max_suggestions or 20 * s.num_trials)
+      max_suggestions=s.max_suggestions or 20 * s.num_trials, elastic=bool(s.elastic))
 
 
 def _finalize(c: ml_collections.ConfigDict, flash: DistillConfig) -> FinalizeSettings:

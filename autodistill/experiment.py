@@ -230,9 +230,19 @@ class Experiment:
     """What every search trial of this worker needs (:class:`autodistill.search.SearchContext`)."""
     from autodistill.search.evaluate import SearchContext  # pylint: disable=import-outside-toplevel
     s = self.settings
-    return SearchContext(space=s.space, teacher=self.teacher, train_data=self.train_data,
-                         eval_data=self.eval_data, distill_config=s.distill, latency=s.latency,
-                         cache=self.latency_cache, constraints=s.search.constraints)
+    context = SearchContext(space=s.space, teacher=self.teacher, train_data=self.train_data,
+                            eval_data=self.eval_data, distill_config=s.distill,
+                            latency=s.latency, cache=self.latency_cache,
+                            constraints=s.search.constraints)
+    if s.search.elastic:
+      # pylint: disable-next=import-outside-toplevel
+      from autodistill.distill.distillation import elastic_envelope
+      students = [context.student(p) for p in s.space.valid_points()]
+      context.envelope, why = elastic_envelope(students, self.teacher.config, s.distill)
+      if context.envelope is None:
+        self.log(f"search.elastic: the students of {s.space.name} cannot share one envelope "
+                 f"({why}); every trial compiles its own programs.")
+    return context
 
   def close(self) -> None:
     """Releases open files (the latency cache)."""

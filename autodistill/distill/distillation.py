@@ -44,6 +44,7 @@ from autodistill.distill.initialization import (FeatureProjections, init_project
 from autodistill.errors import damaged
 from autodistill.models import hf
 from autodistill.models.configs import BertConfig, StudentConfig
+from autodistill.models.elastic import Envelope, pad_tree
 from autodistill.models.student import StudentEncoder, StudentForPreTraining
 from autodistill.models.teacher import BertEncoder, BertForPreTraining
 from autodistill.timing import Stopwatch, describe
@@ -263,76 +264,175 @@ def _check_teacher(teacher: Any) -> None:
         "(the MiniLM teacher ships without heads).")
 
 
-def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
-                        config: DistillConfig, teacher_shardings: Any = None) -> list[Phase]:
-  """The phases of :func:`distill`: K progressive stages, then pre-training distillation."""
-  dtype = jnp.dtype(config.dtype)
-  plan = config.plan(student.num_blocks)
-  mapping = layer_mapping(student.num_blocks, teacher_config.num_layers, config.layer_mapping)
-  s_encoder = StudentEncoder(student, dtype=dtype)
-  t_encoder = BertEncoder(teacher_config, dtype=dtype)
-  s_model = StudentForPreTraining(student, dtype=dtype)
-  t_model = BertForPreTraining(teacher_config, dtype=dtype)
-  projections = FeatureProjections(student.hidden_size, teacher_config.hidden_size,
-                                   student.num_blocks)
-  relation = config.attention_loss == "relation"
-  relation_heads = _relation_heads(config, teacher_config, student) if relation else 0
-  mutable = ["intermediates"] if relation else False
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+  """The fields of a :class:`DistillConfig` that the loss functions compute with."""
 
-  def inputs(batch):
-    return batch["input_ids"], batch["segment_ids"], batch["input_mask"]
+  dtype: str
+  attention_loss: str
+  alpha: float
+  temperature: float
+  mha_weight: float
+  fm_weight: float
 
-  def stage_loss(params, batch, rng, teacher, k):
+  @classmethod
+  def of(cls, config: DistillConfig) -> "_Recipe":
+    return cls(config.dtype, config.attention_loss, config.alpha, config.temperature,
+               config.mha_weight, config.fm_weight)
+
+
+def _any_block(path: tuple[str, ...]) -> bool:
+  return (path[:2] == ("student", "encoder") and path[2].startswith("block_")
+          or path[0] == "projections")
+
+
+def _is_student(path: tuple[str, ...]) -> bool:
+  return path[0] == "student"
+
+
+class _Losses:
+  """The loss functions of :func:`distill`'s phases for one model shape, teacher and recipe.
+
+  For an elastic envelope one instance serves every student (:func:`_elastic_losses`): the
+  functions are the same objects, so the jitted steps kept in :attr:`programs` are found again
+  and nothing is traced or compiled twice. The student is then data, ``context["elastic"]``
+  (:func:`elastic_selection`), its teacher layer per block included. Every loss reads the
+  teacher's parameters from ``context["teacher"]``.
+  """
+
+  def __init__(self, shape: StudentConfig, attention_shape: Optional[tuple[int, int]],
+               teacher_config: BertConfig, recipe: _Recipe, mapping: Optional[tuple[int, ...]],
+               relation_heads: int):
+    dtype = jnp.dtype(recipe.dtype)
+    self.elastic = mapping is None
+    self.mapping, self.recipe, self.relation_heads = mapping, recipe, relation_heads
+    self.teacher_layers, self.num_blocks = teacher_config.num_layers, shape.num_blocks
+    self.s_encoder = StudentEncoder(shape, dtype=dtype, attention_shape=attention_shape)
+    self.t_encoder = BertEncoder(teacher_config, dtype=dtype)
+    self.s_model = StudentForPreTraining(shape, dtype=dtype, attention_shape=attention_shape)
+    self.t_model = BertForPreTraining(teacher_config, dtype=dtype)
+    self.projections = FeatureProjections(shape.hidden_size, teacher_config.hidden_size,
+                                          shape.num_blocks)
+    self._per_block: dict[int, tuple[Callable[..., Any], Callable[..., bool]]] = {}
+    # Jitted train and evaluation steps of the runs using these functions, by program.
+    self.programs: dict[Any, Any] = {}
+
+  def _select(self, selection: Optional[Params]) -> dict[str, Any]:
+    return {"arch": selection["arch"]} if self.elastic else {}
+
+  def _attention_loss(self, teacher_probs, student_probs, mask, selection):
+    if not self.elastic:
+      return losses.attention_kl(teacher_probs, student_probs, mask)
+    groups = selection["head_groups"]
+    return losses.grouped_attention_kl(teacher_probs, student_probs, mask, groups["teacher"],
+                                       groups["student"], groups["groups"])
+
+  def stage_loss(self, params, batch, rng, context, k):
     """Stage k's loss (eqs. 1-2); ``k`` a Python int or, in the shared program, traced."""
-    layer = mapping[k] if isinstance(k, int) else jnp.asarray(mapping, jnp.int32)[k]
-    ids, segments, mask = inputs(batch)
-    t_out = t_encoder.apply({"params": teacher["encoder"]}, ids, segments, mask,
-                            mutable=mutable)
-    s_out = s_encoder.apply({"params": params["student"]["encoder"]}, ids, segments, mask,
-                            deterministic=False, rngs={"dropout": rng}, mutable=mutable)
+    teacher, selection = context["teacher"], context.get("elastic")
+    if self.elastic:
+      layer = selection["teacher_layers"][k]
+    else:
+      layer = self.mapping[k] if isinstance(k, int) else jnp.asarray(self.mapping, jnp.int32)[k]
+    relation = self.recipe.attention_loss == "relation"
+    mutable = ["intermediates"] if relation else False
+    ids, segments, mask = batch["input_ids"], batch["segment_ids"], batch["input_mask"]
+    t_out = self.t_encoder.apply({"params": teacher["encoder"]}, ids, segments, mask,
+                                 mutable=mutable)
+    s_out = self.s_encoder.apply({"params": params["student"]["encoder"]}, ids, segments, mask,
+                                 deterministic=False, rngs={"dropout": rng}, mutable=mutable,
+                                 **self._select(selection))
     if relation:
       (t_out, t_vars), (s_out, s_vars) = t_out, s_out
-      t_qkv = [_qkv(t_vars, f"layer_{i}") for i in range(teacher_config.num_layers)]
-      s_qkv = [_qkv(s_vars, f"block_{i}") for i in range(student.num_blocks)]
+      t_qkv = [_qkv(t_vars, f"layer_{i}") for i in range(self.teacher_layers)]
+      s_qkv = [_qkv(s_vars, f"block_{i}") for i in range(self.num_blocks)]
       mha = losses.attention_relation_kl(jax.lax.stop_gradient(_pick(t_qkv, layer - 1)),
-                                         _pick(s_qkv, k), mask, relation_heads)
+                                         _pick(s_qkv, k), mask, self.relation_heads)
     else:
-      mha = losses.attention_kl(jax.lax.stop_gradient(_pick(t_out.attentions, layer - 1)),
-                                _pick(s_out.attentions, k), mask)
+      mha = self._attention_loss(jax.lax.stop_gradient(_pick(t_out.attentions, layer - 1)),
+                                 _pick(s_out.attentions, k), mask, selection)
     features = _pick(s_out.hidden_states, k + 1)
-    if projections.needed:
+    if self.projections.needed:
       # Block k's projection: the stacked kernels indexed by k under the one module's code.
-      block = _pick([params["projections"][f"block_{i}"] for i in range(student.num_blocks)], k)
-      features = projections.apply({"params": {"block_0": block}}, features, 0)
+      block = _pick([params["projections"][f"block_{i}"] for i in range(self.num_blocks)], k)
+      features = self.projections.apply({"params": {"block_0": block}}, features, 0)
     fm = losses.feature_map_mse(jax.lax.stop_gradient(_pick(t_out.hidden_states, layer)),
                                 features, mask)
-    return config.mha_weight * mha + config.fm_weight * fm, {"mha": mha, "fm": fm}
+    loss = self.recipe.mha_weight * mha + self.recipe.fm_weight * fm
+    return loss, {"mha": mha, "fm": fm}
 
-  def shared_stage_loss(params, batch, rng, context):
-    return stage_loss(params, batch, rng, context["teacher"], context["stage"])
+  def shared_stage_loss(self, params, batch, rng, context):
+    return self.stage_loss(params, batch, rng, context, context["stage"])
 
-  def block_trainable(k):
-    def trainable(path):
-      return (path[:3] == ("student", "encoder", f"block_{k}")
-              or path[:2] == ("projections", f"block_{k}"))
-    return trainable
+  def block(self, k: int) -> tuple[Callable[..., Any], Callable[..., bool]]:
+    """Stage k's own loss (the per-block program) and trainable predicate, made once."""
+    if k not in self._per_block:
+      def trainable(path):
+        return (path[:3] == ("student", "encoder", f"block_{k}")
+                or path[:2] == ("projections", f"block_{k}"))
+      self._per_block[k] = (functools.partial(_per_block_loss, self.stage_loss, k), trainable)
+    return self._per_block[k]
 
-  def any_block(path):
-    return (path[:2] == ("student", "encoder") and path[2].startswith("block_")
-            or path[0] == "projections")
-
-  def pretraining_loss(params, batch, rng, teacher):
-    ids, segments, mask = inputs(batch)
+  def pretraining_loss(self, params, batch, rng, context):
+    """Eq. 3 on the masked positions."""
+    teacher = context["teacher"]
+    ids, segments, mask = batch["input_ids"], batch["segment_ids"], batch["input_mask"]
     positions = batch["masked_lm_positions"]
-    t_out = t_model.apply({"params": teacher}, ids, segments, mask, masked_positions=positions)
-    s_out = s_model.apply({"params": params["student"]}, ids, segments, mask,
-                          masked_positions=positions, deterministic=False, rngs={"dropout": rng})
+    t_out = self.t_model.apply({"params": teacher}, ids, segments, mask,
+                               masked_positions=positions)
+    s_out = self.s_model.apply({"params": params["student"]}, ids, segments, mask,
+                               masked_positions=positions, deterministic=False,
+                               rngs={"dropout": rng}, **self._select(context.get("elastic")))
     terms = losses.pretraining_distill_loss(
         s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
-        alpha=config.alpha, temperature=config.temperature)
+        alpha=self.recipe.alpha, temperature=self.recipe.temperature)
     loss = terms.pop("loss")
     return loss, terms
 
+  def apply_fn(self, params, ids, segments, mask, positions):
+    """The student's forward for held-out evaluation (an elastic student's selection in
+    ``params["elastic"]``)."""
+    return self.s_model.apply({"params": params["student"]}, ids, segments, mask,
+                              masked_positions=positions, **self._select(params.get("elastic")))
+
+
+@functools.lru_cache(maxsize=4)
+def _elastic_losses(envelope: Envelope, teacher_config: BertConfig, recipe: _Recipe) -> _Losses:
+  shape, attention_shape = _model_shape(envelope.config, envelope)
+  return _Losses(shape, attention_shape, teacher_config, recipe, None, 0)
+
+
+def _losses_for(student: StudentConfig, teacher_config: BertConfig, config: DistillConfig,
+                envelope: Optional[Envelope]) -> _Losses:
+  if envelope is not None:
+    return _elastic_losses(envelope, teacher_config, _Recipe.of(config))
+  relation = config.attention_loss == "relation"
+  return _Losses(student, None, teacher_config, _Recipe.of(config),
+                 layer_mapping(student.num_blocks, teacher_config.num_layers,
+                               config.layer_mapping),
+                 _relation_heads(config, teacher_config, student) if relation else 0)
+
+
+def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
+                        config: DistillConfig, teacher_shardings: Any = None,
+                        envelope: Optional[Envelope] = None,
+                        loss_fns: Optional[_Losses] = None) -> list[Phase]:
+  """The phases of :func:`distill`: K progressive stages, then pre-training distillation.
+
+  With ``envelope``, the student is trained inside the elastic envelope model
+  (:mod:`autodistill.models.elastic`): the parameters are the envelope's, and the student is the
+  data in each phase's ``context["elastic"]`` (:func:`elastic_selection`), so every student of
+  the envelope runs these phases' compiled programs.
+  """
+  plan = config.plan(student.num_blocks)
+  fns = loss_fns or _losses_for(student, teacher_config, config, envelope)
+  context = {"teacher": teacher_params}
+  context_sh = None if teacher_shardings is None else {"teacher": teacher_shardings}
+  if envelope is not None:
+    context["elastic"] = elastic_selection(envelope, student, teacher_config, config)
+    if context_sh is not None:
+      rep = _replicated_like(teacher_shardings)
+      context_sh["elastic"] = jax.tree.map(lambda _: rep, context["elastic"])
   phases = []
   if config.progressive:
     stage_opt = config.optimizer.replace(warmup_steps=plan.steps_per_block // 10)
@@ -340,24 +440,23 @@ def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teac
       # Held-out accuracy is measured after the last stage, not after every block.
       last = k == student.num_blocks - 1
       name = f"progressive/block_{k}"
+      block_loss, block_trainable = fns.block(k)
       if config.progressive_program == "shared":
         # One program for all stages: every block's parameters are trainable, the stage's mask
         # (data) picks block k, and the stage index is data in the context.
         phases.append(Phase(
-            name, plan.steps_per_block, shared_stage_loss, stage_opt, any_block,
-            context={"teacher": teacher_params, "stage": np.int32(k)},
-            context_shardings=None if teacher_shardings is None else {
-                "teacher": teacher_shardings, "stage": _replicated_like(teacher_shardings)},
-            evaluate=last, mask=block_trainable(k)))
+            name, plan.steps_per_block, fns.shared_stage_loss, stage_opt, _any_block,
+            context={**context, "stage": np.int32(k)},
+            context_shardings=None if context_sh is None else {
+                **context_sh, "stage": _replicated_like(teacher_shardings)},
+            evaluate=last, mask=block_trainable))
       else:
         phases.append(Phase(
-            name, plan.steps_per_block, functools.partial(_per_block_loss, stage_loss, k),
-            stage_opt, block_trainable(k), context=teacher_params,
-            context_shardings=teacher_shardings, evaluate=last))
-  phases.append(Phase("pretraining_distillation", plan.pretrain_steps, pretraining_loss,
-                      config.optimizer.replace(warmup_steps=plan.warmup_steps),
-                      lambda path: path[0] == "student", context=teacher_params,
-                      context_shardings=teacher_shardings))
+            name, plan.steps_per_block, block_loss, stage_opt, block_trainable,
+            context=context, context_shardings=context_sh, evaluate=last))
+  phases.append(Phase("pretraining_distillation", plan.pretrain_steps, fns.pretraining_loss,
+                      config.optimizer.replace(warmup_steps=plan.warmup_steps), _is_student,
+                      context=context, context_shardings=context_sh))
   return phases
 
 
@@ -373,23 +472,90 @@ def _per_block_loss(stage_loss: Callable[..., Any], k: int, params: Params, batc
 
 
 def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
-                   config: DistillConfig) -> Params:
-  """``{"student": ..., "projections": ...}`` initialised from the teacher (section 3.3.2)."""
+                   config: DistillConfig, envelope: Optional[Envelope] = None) -> Params:
+  """``{"student": ..., "projections": ...}`` initialised from the teacher (section 3.3.2).
+
+  With ``envelope``, the same values sit in the envelope's parameters (zero elsewhere), and
+  the student's own parameters are :meth:`Envelope.extract` of them.
+  """
   rng = jax.random.PRNGKey(config.seed)
   student_params = hf.init_params(student, jax.random.fold_in(rng, 0))
   student_params, m_h = init_student_from_teacher(student, student_params, teacher_config,
                                                   teacher_params, config.embedding_init)
   projections = FeatureProjections(student.hidden_size, teacher_config.hidden_size,
                                    student.num_blocks)
-  return {"student": student_params,
-          "projections": init_projections(projections, jax.random.fold_in(rng, 1), m_h)}
+  params = {"student": student_params,
+            "projections": init_projections(projections, jax.random.fold_in(rng, 1), m_h)}
+  if envelope is None:
+    return params
+  check_envelope(envelope, student, teacher_config, config)
+  wide = FeatureProjections(envelope.config.hidden_size, teacher_config.hidden_size,
+                            envelope.config.num_blocks)
+  return {"student": envelope.embed(student, params["student"]),
+          "projections": pad_tree(params["projections"], wide.abstract_params())}
+
+
+def _model_shape(student: StudentConfig, envelope: Optional[Envelope]
+                 ) -> tuple[StudentConfig, Optional[tuple[int, int]]]:
+  """The architecture the modules are built with, and its attention shape override."""
+  if envelope is None:
+    return student, None
+  return envelope.config, (envelope.num_heads, envelope.head_size)
+
+
+def check_envelope(envelope: Envelope, student: StudentConfig, teacher_config: BertConfig,
+                   config: DistillConfig) -> None:
+  """Raises ValueError, naming the reason, if ``student`` cannot be distilled in ``envelope``."""
+  envelope.check(student)
+  if config.attention_loss != "kl":
+    raise ValueError(f"the elastic student distils with attention_loss='kl' (eq. 1) only, not "
+                     f"{config.attention_loss!r}; distil without an envelope.")
+  width = teacher_config.hidden_size
+  if (student.hidden_size == width) != (envelope.config.hidden_size == width):
+    raise ValueError(
+        f"student {student.name} {'has' if student.hidden_size == width else 'lacks'} the "
+        f"teacher's width {width}, so it {'has no' if student.hidden_size == width else 'needs'} "
+        "feature projection (section 3.3.2) and the envelope disagrees; distil it without an "
+        "envelope.")
+
+
+def elastic_envelope(students: Sequence[StudentConfig], teacher_config: BertConfig,
+                     config: DistillConfig) -> tuple[Optional[Envelope], str]:
+  """The envelope all of ``students`` distil in, or (None, why not)."""
+  try:
+    envelope = Envelope.of(students)
+    for student in students:
+      check_envelope(envelope, student, teacher_config, config)
+  except ValueError as error:
+    return None, str(error)
+  return envelope, ""
+
+
+def elastic_selection(envelope: Envelope, student: StudentConfig, teacher_config: BertConfig,
+                      config: DistillConfig) -> Params:
+  """The data that picks ``student`` out of ``envelope`` in the distillation losses.
+
+  ``arch``: the model's masks (:meth:`Envelope.arch`); ``head_groups``: eq. 1's head matching
+  for this student's heads against the teacher's (:func:`losses.head_groups`);
+  ``teacher_layers``: the teacher layer each block learns from in progressive transfer
+  (:func:`layer_mapping`, padded with the last for blocks the student lacks).
+  """
+  max_groups = min(teacher_config.num_heads, envelope.num_heads)
+  teacher, student_groups, groups = losses.head_groups(
+      teacher_config.num_heads, student.num_heads, envelope.num_heads, max_groups)
+  mapping = layer_mapping(student.num_blocks, teacher_config.num_layers, config.layer_mapping)
+  padded = list(mapping) + [mapping[-1]] * (envelope.config.num_blocks - len(mapping))
+  return {"arch": envelope.arch(student),
+          "head_groups": {"teacher": teacher, "student": student_groups, "groups": groups},
+          "teacher_layers": np.asarray(padded, np.int32)}
 
 
 def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,
             workdir: str | os.PathLike, config: DistillConfig = DistillConfig(), *,
             mesh: Optional[jax.sharding.Mesh] = None,
             rules: Sequence = sharding.DEFAULT_LOGICAL_AXIS_RULES,
-            log: Callable[[str], None] = print) -> DistillResult:
+            log: Callable[[str], None] = print,
+            envelope: Optional[Envelope] = None) -> DistillResult:
   """Distils ``student`` from ``teacher`` by the paper's recipe; resumes from ``workdir``.
 
   Args:
@@ -405,13 +571,19 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
     mesh: device mesh (default: ``config.mesh_shape`` over all devices).
     rules: logical-axis rules mapping parameters onto the mesh.
     log: progress messages.
+    envelope: train the student inside this elastic envelope
+      (:mod:`autodistill.models.elastic`), so every student of the envelope shares the compiled
+      programs (a search passes its space's envelope). The result is the same student, to float
+      rounding, except that dropout draws its masks over the envelope's shape. None: the
+      student's own shapes.
 
   Returns:
     A :class:`DistillResult` with held-out MLM/NSP accuracy at step 0 (``"init"``), after
     progressive transfer and after pre-training distillation.
 
   Raises:
-    ValueError: the teacher has no heads, or the student's vocabulary differs from the teacher's.
+    ValueError: the teacher has no heads, the student's vocabulary differs from the teacher's,
+      or the student cannot run in ``envelope`` (:func:`check_envelope`).
     NonFiniteLossError: a loss became NaN/inf (the search marks such a trial infeasible).
   """
   if isinstance(student, str):
@@ -421,13 +593,15 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
   watch = Stopwatch()
   with watch("setup"):
     result = _run(student, teacher, train_data, eval_data, workdir, config, mesh, rules, log,
-                  watch)
+                  watch, envelope)
   with watch("checkpoint"):
     student_params = result.params["student"]
+    if envelope is not None:
+      student_params = envelope.extract(student, jax.device_get(student_params))
     _save_params(workdir / "student", student_params)
   plan = config.plan(student.num_blocks)
   timings = watch.rounded()
-  _write_summary(workdir, student, result, plan, config, timings)
+  _write_summary(workdir, student, result, plan, config, timings, envelope)
   log(f"{student.name}: time by part: {describe(timings)}")
   return DistillResult(student=student, params=student_params, evals=result.evals, plan=plan,
                        workdir=workdir, seconds=result.seconds, resumed_from=result.resumed_from,
@@ -436,36 +610,46 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
 
 def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
          workdir: pathlib.Path, config: DistillConfig, mesh: Optional[jax.sharding.Mesh],
-         rules: Sequence, log: Callable[[str], None], watch: Stopwatch) -> RunResult:
+         rules: Sequence, log: Callable[[str], None], watch: Stopwatch,
+         envelope: Optional[Envelope]) -> RunResult:
   """:func:`distill`'s set-up and training."""
   mesh = mesh or sharding.make_mesh(config.mesh_shape)
-  dtype = jnp.dtype(config.dtype)
   plan = config.plan(student.num_blocks)
   log(f"distilling {student.name} from a {teacher.config.num_layers}-layer teacher: "
       f"{plan.num_blocks} x {plan.steps_per_block} progressive + {plan.pretrain_steps} "
       f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
       f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}")
+  if envelope is not None:
+    log(f"in the elastic envelope {envelope.config.name} with {envelope.num_heads} heads of "
+        f"{envelope.head_size} (one compiled program for all its students)")
 
   teacher_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   teacher_params = place(teacher.params, teacher_sh)
-  student_model = StudentForPreTraining(student, dtype=dtype)
-  params = initial_params(student, teacher.config, teacher.params, config)
+  shape, attention_shape = _model_shape(student, envelope)
+  params = initial_params(student, teacher.config, teacher.params, config, envelope)
   rep = sharding.replicated(mesh)
-  param_sh = {"student": sharding.model_shardings(StudentForPreTraining(student), mesh, rules),
+  param_sh = {"student": sharding.model_shardings(
+                  StudentForPreTraining(shape, attention_shape=attention_shape), mesh, rules),
               "projections": jax.tree.map(lambda _: rep, params["projections"])}
-  phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh)
-
-  def apply_fn(p, ids, segments, mask, positions):
-    return student_model.apply({"params": p["student"]}, ids, segments, mask,
-                               masked_positions=positions)
-
-  evaluator = make_pretraining_evaluator(apply_fn, eval_data, mesh, param_sh)
+  fns = _losses_for(student, teacher.config, config, envelope)
+  phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh,
+                               envelope, fns)
+  eval_sh, selection = param_sh, None
+  if envelope is not None:
+    # The evaluation reads the student's selection beside the parameters it is given.
+    eval_sh = {**param_sh, "elastic": jax.tree.map(lambda _: rep, phases[-1].context["elastic"])}
+    selection = place(phases[-1].context["elastic"], eval_sh["elastic"])
+  evaluate = make_pretraining_evaluator(fns.apply_fn, eval_data, mesh, eval_sh,
+                                        programs=fns.programs)
+  evaluator = evaluate if selection is None else (
+      lambda p: evaluate({**p, "elastic": selection}))
   return run_phases(
       phases, params, param_shardings=param_sh, mesh=mesh, train_data=train_data,
       workdir=workdir, seed=config.seed, eval_fn=evaluator, log=log, stopwatch=watch,
       options=RunOptions(checkpoint_every=config.checkpoint_every, log_every=config.log_every,
                          eval_at_start=config.eval_at_start,
-                         keep_checkpoints=config.keep_checkpoints, progress=config.progress))
+                         keep_checkpoints=config.keep_checkpoints, progress=config.progress),
+      programs=fns.programs)
 
 
 def _save_params(target: pathlib.Path, params: Params) -> None:
@@ -475,12 +659,16 @@ def _save_params(target: pathlib.Path, params: Params) -> None:
 
 
 def _write_summary(workdir: pathlib.Path, student: StudentConfig, result: RunResult,
-                   plan: StepPlan, config: DistillConfig, timings: dict[str, float]) -> None:
+                   plan: StepPlan, config: DistillConfig, timings: dict[str, float],
+                   envelope: Optional[Envelope]) -> None:
   summary = {
       "student": student.name, "student_config": dataclasses.asdict(student),
       "evals": result.evals, "plan": dataclasses.asdict(plan), "seconds": result.seconds,
       "timings": timings, "global_step": result.global_step, "preset": config.preset,
       "scale": config.scale,
+      "envelope": None if envelope is None else {
+          "config": dataclasses.asdict(envelope.config), "num_heads": envelope.num_heads,
+          "head_size": envelope.head_size},
   }
   files.write_json(workdir / "result.json", summary)
 

@@ -78,15 +78,22 @@ def pretraining_eval_step(apply_fn: Callable[..., Any]) -> Callable[..., dict[st
 
 
 def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mesh: Mesh,
-                               param_shardings: Any = None,
-                               data_axis: str = "data") -> Callable[[Params], dict[str, float]]:
+                               param_shardings: Any = None, data_axis: str = "data",
+                               programs: Optional[dict[Any, Any]] = None
+                               ) -> Callable[[Params], dict[str, float]]:
   """``evaluate(params) -> {"mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss", "examples"}``.
 
-  The step is jitted once; every call makes one full pass over ``eval_data`` from its start.
+  The step is jitted once (or taken from ``programs``, where evaluators of the same ``apply_fn``
+  on the same mesh share it); every call makes one full pass over ``eval_data`` from its start.
   """
   batch_sharding = sharding.batch_sharding(mesh, data_axis=data_axis)
-  step = jax.jit(pretraining_eval_step(apply_fn), in_shardings=(param_shardings, batch_sharding),
-                 out_shardings=sharding.replicated(mesh))
+  key = ("pretraining_eval", apply_fn, mesh, data_axis)
+  programs = {} if programs is None else programs
+  if key not in programs:
+    programs[key] = jax.jit(pretraining_eval_step(apply_fn),
+                            in_shardings=(param_shardings, batch_sharding),
+                            out_shardings=sharding.replicated(mesh))
+  step = programs[key]
 
   def evaluate(params: Params) -> dict[str, float]:
     totals: dict[str, float] = {}

@@ -158,15 +158,19 @@ class FeatureProjections(nn.Module):
                         name=f"block_{block}")(features)
 
   def init_all(self, rng: jax.Array) -> Params:
-    """Parameters of every block's projection ({} when no widths differ)."""
+    """Parameters of every block's projection ({} when no widths differ), drawn on the host."""
     if not self.needed:
       return {}
-    x = jnp.zeros((1, 1, self.student_width))
-    params: Params = {}
-    for k in range(self.num_blocks):
-      p = self.init(jax.random.fold_in(rng, k), x, k)["params"]
-      params.update(nn.unbox(p))
-    return params
+    return layers.host_init(self.abstract_params(), rng)
+
+  def abstract_params(self) -> Params:
+    """The shapes of :meth:`init_all`'s parameters."""
+    if not self.needed:
+      return {}
+    return {f"block_{k}": {"kernel": jax.ShapeDtypeStruct((self.student_width,
+                                                           self.teacher_width), jnp.float32),
+                           "bias": jax.ShapeDtypeStruct((self.teacher_width,), jnp.float32)}
+            for k in range(self.num_blocks)}
 
 
 def _assign(tree: Params, path: Sequence[str], value: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -83,6 +84,48 @@ def attention_kl(teacher_probs: Array, student_probs: Array, token_mask: Array) 
   teacher_probs, student_probs = match_heads(jax.lax.stop_gradient(teacher_probs), student_probs)
   kl = _kl_rows(teacher_probs, student_probs)  # [batch, heads, S]
   rows = token_mask.astype(jnp.float32)[:, None, :] * jnp.ones_like(kl)
+  return _safe_mean(jnp.sum(kl * rows), jnp.sum(rows))
+
+
+def head_groups(teacher_heads: int, student_heads: int, max_student_heads: int,
+                max_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """:func:`match_heads` as data: averaging matrices for :func:`grouped_attention_kl`.
+
+  Returns ``(teacher_groups [max_groups, teacher_heads], student_groups [max_groups,
+  max_student_heads], groups [max_groups])``: row j of each matrix averages the heads that
+  :func:`match_heads` puts in compared map j; ``groups`` is 1 on the maps compared. Padded student
+  heads (beyond ``student_heads``) get zero weight. ``max_groups`` is at least
+  ``min(teacher_heads, max_student_heads)``, the most maps any student compares.
+  """
+  ht, hs = teacher_heads, student_heads
+  count = ht if ht == hs else hs if ht % hs == 0 else ht if hs % ht == 0 else 1
+  if count > max_groups or hs > max_student_heads:
+    raise ValueError(f"{hs} student heads against {ht} teacher heads compare {count} maps; "
+                     f"the matrices hold {max_groups} maps of {max_student_heads} heads.")
+
+  def averaging(heads: int, width: int) -> np.ndarray:
+    matrix = np.zeros((max_groups, width), np.float32)
+    per = heads // count
+    for j in range(count):
+      matrix[j, j * per:(j + 1) * per] = 1.0 / per
+    return matrix
+
+  groups = (np.arange(max_groups) < count).astype(np.float32)
+  return averaging(ht, ht), averaging(hs, max_student_heads), groups
+
+
+def grouped_attention_kl(teacher_probs: Array, student_probs: Array, token_mask: Array,
+                         teacher_groups: Array, student_groups: Array, groups: Array) -> Array:
+  """Eq. 1 with the heads matched by data (:func:`head_groups`), for the elastic student.
+
+  Equals :func:`attention_kl` for the student the matrices describe: each side's maps are
+  averaged into the compared groups (a mean of distributions is a distribution), and the KL is
+  averaged over real query positions, the ``groups`` compared and the batch.
+  """
+  t = jnp.einsum("gh,bhqk->bgqk", teacher_groups, jax.lax.stop_gradient(teacher_probs))
+  st = jnp.einsum("gh,bhqk->bgqk", student_groups, student_probs.astype(jnp.float32))
+  kl = _kl_rows(t, st)  # [batch, groups, S]
+  rows = token_mask.astype(jnp.float32)[:, None, :] * groups.astype(jnp.float32)[None, :, None]
   return _safe_mean(jnp.sum(kl * rows), jnp.sum(rows))
 
 

@@ -20,12 +20,13 @@ import dataclasses
 import pathlib
 import time
 import traceback
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from autodistill import files
 from autodistill.distill.distillation import DistillConfig, distill
 from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
+from autodistill.models.elastic import Envelope
 from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
 from autodistill.search.settings import Constraints
 from autodistill.space import Point, Space
@@ -49,6 +50,7 @@ class SearchContext:
     latency: how latency is measured.
     cache: the latency cache (shared by workers through its SQLite file).
     constraints: user limits.
+    envelope: the elastic envelope every trial distils in, or None (each student its own shapes).
   """
 
   space: Space
@@ -59,6 +61,7 @@ class SearchContext:
   latency: LatencySettings
   cache: LatencyCache
   constraints: Constraints = Constraints()
+  envelope: Optional[Envelope] = None
 
   def student(self, point: Mapping[str, Any]):
     """The student at ``point`` with the teacher's vocabulary and table sizes."""
@@ -165,7 +168,7 @@ def _distilled_evals(context: SearchContext, student, trial_dir: pathlib.Path,
       return summary["evals"], {}
   context.train_data.reset()  # every student sees the same examples in the same order
   result = distill(student, context.teacher, context.train_data, context.eval_data, trial_dir,
-                   context.distill_config, log=log)
+                   context.distill_config, log=log, envelope=context.envelope)
   return result.evals, result.timings
 
 

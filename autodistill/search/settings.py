@@ -121,6 +121,10 @@ class SearchSettings:
     endpoint: a Vizier server's ``host:port``; "" runs one in-process on the workdir.
     client_id: this worker's id; an interrupted trial comes back to it.
     max_suggestions: stop after this many suggestions (a mostly invalid space cannot loop).
+    elastic: distil every trial inside the space's elastic envelope
+      (:mod:`autodistill.models.elastic`), so all students share one set of compiled programs;
+      where the space's students cannot share one (say, some have the teacher's width and need
+      no feature projection) trials fall back to their own shapes and the log says why.
   """
 
   designer: str = "gp_bandit"
@@ -133,6 +137,7 @@ class SearchSettings:
   endpoint: str = ""
   client_id: str = "worker-0"
   max_suggestions: int = 120
+  elastic: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,8 +47,9 @@ from autodistill.train.early_stopping import BestSoFar, EarlyStopping
 from autodistill.train.metrics import MetricWriter
 from autodistill.train.optimizers import (TRAIN, OptimizerConfig, count_by_label, freeze_labels,
                                           learning_rate_schedule, make_optimizer)
-from autodistill.train.state import (LossFn, TrainState, abstract_state, create_state,
-                                     make_train_step, place, state_shardings, with_shardings)
+from autodistill.train.state import (LossFn, TrainState, abstract_state,
+                                     make_train_step, place, state_initializer, state_shardings,
+                                     with_shardings)
 
 Params = Any
 EvalFn = Callable[[Params], dict[str, float]]
@@ -167,7 +168,8 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
                eval_fn: Optional[EvalFn] = None, early_stopping: Optional[EarlyStopping] = None,
                options: RunOptions = RunOptions(), writer: Optional[MetricWriter] = None,
                log: Callable[[str], None] = print,
-               stopwatch: Optional[Stopwatch] = None) -> RunResult:
+               stopwatch: Optional[Stopwatch] = None,
+               programs: Optional[dict[Any, Any]] = None) -> RunResult:
   """Runs ``phases`` in order on one parameter tree, resuming from ``workdir`` if possible.
 
   Args:
@@ -189,6 +191,11 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     log: where one-line progress messages go.
     stopwatch: where the time of this call goes by part (default: a new one); pass the caller's
       to account its own set-up in the same breakdown.
+    programs: where the jitted steps are kept, by what makes their program (the phase's loss
+      function, trainable predicate, optimizer and step count, and the mesh). Pass the same dict
+      to runs whose phases share those (their parameters must then share shapes and shardings,
+      e.g. students of one elastic envelope) and they share the compiled steps; None: this run's
+      own.
 
   Returns:
     The :class:`RunResult`.
@@ -216,7 +223,8 @@ def run_phases(phases: Sequence[Phase], params: Params, *, param_shardings: Para
     interrupt = closing.enter_context(_Interrupt(log))
     run = _Run(phases, param_shardings, jax.eval_shape(lambda p: p, params), mesh, train_data,
                workdir, seed, eval_fn, options, writer, checkpoints, log,
-               _Record(best=BestSoFar(early_stopping)), interrupt, watch)
+               _Record(best=BestSoFar(early_stopping)), interrupt, watch,
+               steps=programs if programs is not None else {})
     at = run.resume(params) or run.start(params)
     while at.phase < len(phases) and run.record.best.stopped_at is None:
       state = run.train_phase(at)
@@ -369,7 +377,7 @@ class _Run:
     if phase.mask is not None:
       mask = jax.tree.map(lambda label: np.bool_(label == TRAIN),
                           freeze_labels(self.abstract_params, phase.mask))
-    key = _program_key(phase)
+    key = (self.mesh, *_program_key(phase))
     if key not in self.steps:
       batch_sh = sharding.batch_sharding(self.mesh, data_axis=self.options.data_axis)
       step = make_train_step(phase.loss_fn, setup.optimizer, setup.schedule, setup.labels,
@@ -390,8 +398,10 @@ class _Run:
     state = at.state
     if state is None:
       root = jax.random.PRNGKey(self.seed)
-      state = create_state(at.params, setup.optimizer, jax.random.fold_in(root, i),
-                           setup.shardings)
+      key = (self.mesh, "fresh state", *_program_key(phase))
+      if key not in self.steps:
+        self.steps[key] = state_initializer(setup.optimizer, setup.shardings)
+      state = self.steps[key](at.params, jax.random.fold_in(root, i))
     self._log_start(phase, at.params, setup.labels)
     step_fn, context, mask = self._compile(phase, setup)
     steps = _StepLog(phase, self.offsets[i], at.step, self.writer, self.options)

@@ -143,7 +143,17 @@ def _fresh(params: Params, optimizer: optax.GradientTransformation, rng: jax.Arr
 def create_state(params: Params, optimizer: optax.GradientTransformation, rng: jax.Array,
                  shardings: TrainState) -> TrainState:
   """A fresh state (step 0, new optimizer state) placed on ``shardings``."""
-  return jax.jit(lambda p, r: _fresh(p, optimizer, r), out_shardings=shardings)(params, rng)
+  return state_initializer(optimizer, shardings)(params, rng)
+
+
+def state_initializer(optimizer: optax.GradientTransformation,
+                      shardings: TrainState) -> Callable[[Params, jax.Array], TrainState]:
+  """The jitted ``(params, rng) -> fresh state`` of :func:`create_state`, to keep and reuse."""
+
+  def fresh(params: Params, rng: jax.Array) -> TrainState:
+    return _fresh(params, optimizer, rng)
+
+  return jax.jit(fresh, out_shardings=shardings)
 
 
 def abstract_state(abstract_params: Params, optimizer: optax.GradientTransformation,

@@ -8,8 +8,9 @@ import pytest
 
 from autodistill.distill import (PRESETS, DistillConfig, OptimizerConfig, distill, load_distilled,
                                  prepare_teacher, step_plan)
+from autodistill.distill.distillation import _elastic_losses, _Recipe, elastic_envelope
 from autodistill.distill.teacher import PreparedTeacher
-from autodistill.models import StudentConfig
+from autodistill.models import StudentConfig, hf
 from autodistill.train import read_metrics
 
 from synthetic import tiny_data, tiny_student, tiny_teacher
@@ -119,6 +120,57 @@ def test_distilled_student_loads_back(tiny_run):
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(jax.device_get(result.params))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert summary["student"] == result.student.name
+
+
+def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alone(
+    tiny_run, tmp_path):
+  workdir, alone, _ = tiny_run
+  teacher, student = tiny_teacher(), tiny_student()
+  wider = tiny_student(hidden_size=28, bottleneck_size=24, num_heads=4, intermediate_size=40,
+                       num_ffn=3, num_blocks=3)
+  config = DistillConfig(steps_per_block=3, pretrain_steps=4, warmup_steps=1, log_every=1,
+                         progress=False)
+  envelope, why = elastic_envelope([student, wider], teacher.config, config)
+  assert envelope is not None, why
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  result = distill(student, teacher, train, evaluation, tmp_path / "elastic", config,
+                   log=lambda _: None, envelope=envelope)
+  # The same training, step for step: same parameters (to float rounding), same evaluations.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+               jax.device_get(result.params), jax.device_get(alone.params))
+  for phase, metrics in alone.evals.items():
+    for key in ("mlm_loss", "nsp_loss"):
+      np.testing.assert_allclose(result.evals[phase][key], metrics[key], rtol=1e-5)
+  summary = json.loads((tmp_path / "elastic" / "result.json").read_text())
+  assert summary["envelope"]["num_heads"] == 4
+  assert json.loads((workdir / "result.json").read_text())["envelope"] is None
+
+  # Another student of the envelope (other widths, heads, FFNs and blocks) runs on the programs
+  # the first one compiled: every kept program has still been traced once.
+  programs = _elastic_losses(envelope, teacher.config, _Recipe.of(config)).programs
+
+  def traces():
+    # pylint: disable-next=protected-access
+    return {key: fn._cache_size() for key, fn in programs.items()}
+
+  traced = traces()
+  assert len(traced) == 5 and set(traced.values()) == {1}  # 2 steps, 2 fresh states, 1 eval
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  other = distill(wider, teacher, train, evaluation, tmp_path / "wider", config,
+                  log=lambda _: None, envelope=envelope)
+  assert traces() == traced
+  assert jax.tree.map(np.shape, other.params) == jax.tree.map(
+      np.shape, hf.init_params(wider, jax.random.PRNGKey(0)))
+
+
+def test_students_that_cannot_share_an_envelope_are_named():
+  teacher = tiny_teacher()  # 32 wide: a 32-wide student needs no feature projection
+  envelope, why = elastic_envelope([tiny_student(), tiny_student(hidden_size=32)],
+                                   teacher.config, DistillConfig())
+  assert envelope is None and "lacks the teacher's width 32, so it needs feature" in why
+  envelope, why = elastic_envelope([tiny_student()], teacher.config,
+                                   DistillConfig(attention_loss="relation"))
+  assert envelope is None and "attention_loss='kl'" in why
 
 
 def test_relation_distillation_with_mismatched_heads(tmp_path):

@@ -156,6 +156,35 @@ def test_attention_kl_head_count_mismatch(rng, teacher_heads, student_heads):
   np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("teacher_heads,student_heads", [(12, 4), (4, 8), (3, 2), (4, 4)])
+def test_grouped_attention_kl_matches_numpy_for_a_student_padded_to_more_heads(
+    rng, teacher_heads, student_heads):
+  """The elastic student's eq. 1: its maps padded to 10 heads (junk in the padding), the head
+  matching given as data; the same value as the NumPy reference of the unpadded student."""
+  mask = _token_mask(2, 5, [5, 3])
+  teacher = _attention_probs(rng, 2, teacher_heads, 5, mask)
+  student = _attention_probs(rng, 2, student_heads, 5, mask)
+  padded = _attention_probs(rng, 2, 10, 5, mask)
+  padded[:, :student_heads] = student
+  if teacher_heads % student_heads == 0:
+    t, s = _np_head_groups(teacher, student_heads), student
+  elif student_heads % teacher_heads == 0:
+    t, s = teacher, _np_head_groups(student, teacher_heads)
+  else:
+    t, s = teacher.mean(1, keepdims=True), student.mean(1, keepdims=True)
+  expected = _np_masked_row_mean(_np_kl(t, s), mask)
+  groups = losses.head_groups(teacher_heads, student_heads, 10, min(teacher_heads, 10))
+  got = losses.grouped_attention_kl(jnp.asarray(teacher), jnp.asarray(padded), jnp.asarray(mask),
+                                    *groups)
+  np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+  assert groups[2].sum() == t.shape[1]
+
+
+def test_head_groups_must_fit_the_matrices():
+  with pytest.raises(ValueError, match="compare 4 maps; the matrices hold 2 maps"):
+    losses.head_groups(12, 4, 8, 2)
+
+
 @pytest.mark.parametrize("teacher_heads,student_heads,common", [(12, 4, 4), (4, 8, 4), (3, 2, 1),
                                                                 (4, 4, 4)])
 def test_match_heads_shapes_and_groups(rng, teacher_heads, student_heads, common):

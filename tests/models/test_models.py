@@ -1,6 +1,7 @@
 """Model behaviour under jit: no retracing, masked-position logits, padding, dropout."""
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,3 +102,33 @@ def test_bfloat16_compute_keeps_float32_params():
   reference = model.clone(dtype=jnp.float32).apply({"params": params}, ids, attention_mask=mask)
   np.testing.assert_allclose(np.asarray(out.mlm_logits, np.float32), reference.mlm_logits,
                              atol=0.1)
+
+
+def test_host_init_draws_what_the_modules_initialisers_declare():
+  """hf.init_params draws on the host; it must give what each module's own init gives: zero
+  biases, unit norm scales, N(0, 0.02) kernels and tables (an independent check: Flax's init)."""
+  config = StudentConfig(hidden_size=64, bottleneck_size=32, num_heads=2, intermediate_size=64,
+                         num_ffn=2, num_blocks=2, embedding_size=32, vocab_size=500,
+                         max_position_embeddings=64, normalization="layer_norm")
+  ours = hf.init_params(config, jax.random.PRNGKey(0))
+  flax_init = jax.jit(hf.make_model(config).init)(jax.random.PRNGKey(0),
+                                                   jnp.zeros((1, 8), jnp.int32))
+  theirs = flax.linen.unbox(flax_init["params"])
+  flat_ours = flax.traverse_util.flatten_dict(ours)
+  flat_theirs = flax.traverse_util.flatten_dict(flax.core.unfreeze(theirs))
+  assert flat_ours.keys() == flat_theirs.keys()
+  for path, want in flat_theirs.items():
+    got, want = np.asarray(flat_ours[path]), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, path
+    if not want.any() or np.all(want == 1):
+      np.testing.assert_array_equal(got, want, err_msg=str(path))
+    elif want.size >= 1000:
+      assert abs(got.std() - 0.02) < 0.002 and abs(want.std() - 0.02) < 0.002, path
+      assert abs(got.mean()) < 0.002, path
+  # Same key, same values; a leaf's values do not depend on the rest of the tree.
+  again = hf.init_params(config.replace(num_blocks=3), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(again["encoder"]["block_1"]["attention"]["query"]["kernel"],
+                                ours["encoder"]["block_1"]["attention"]["query"]["kernel"])
+  other = hf.init_params(config, jax.random.PRNGKey(1))
+  assert not np.array_equal(other["encoder"]["block_1"]["attention"]["query"]["kernel"],
+                            ours["encoder"]["block_1"]["attention"]["query"]["kernel"])
