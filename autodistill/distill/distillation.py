@@ -620,9 +620,8 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
       f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
       f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}")
   if envelope is not None:
-    log(f"in the elastic envelope {envelope.config.name} with {envelope.num_heads} heads of "
-        f"{envelope.head_size}: one set of compiled programs for all its students; the "
-        "parameter counts below are the envelope's")
+    log(f"in the elastic envelope ({envelope.describe()}): one set of compiled programs for "
+        "all its students; the parameter counts below are the envelope's")
 
   teacher_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   teacher_params = place(teacher.params, teacher_sh)

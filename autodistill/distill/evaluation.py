@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 
 from autodistill import sharding
 from autodistill.distill import losses
+from autodistill.train.state import Program
 
 Params = Any
 
@@ -90,9 +91,9 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
   key = ("pretraining_eval", apply_fn, mesh, data_axis)
   programs = {} if programs is None else programs
   if key not in programs:
-    programs[key] = jax.jit(pretraining_eval_step(apply_fn),
-                            in_shardings=(param_shardings, batch_sharding),
-                            out_shardings=sharding.replicated(mesh))
+    programs[key] = Program(jax.jit(pretraining_eval_step(apply_fn),
+                                    in_shardings=(param_shardings, batch_sharding),
+                                    out_shardings=sharding.replicated(mesh)))
   step = programs[key]
 
   def evaluate(params: Params) -> dict[str, float]:

@@ -109,6 +109,14 @@ class Envelope:
           "embedding transformation and the envelope does not agree (hidden_size equal to "
           "embedding_size without trigram input); train such students one by one.")
 
+  def describe(self) -> str:
+    """One line, e.g. ``hidden 128, bottleneck 64, 4 heads of 32, intermediate 256, 4 FFNs,
+    2 blocks``."""
+    c = self.config
+    return (f"hidden {c.hidden_size}, bottleneck {c.bottleneck_size}, {self.num_heads} heads of "
+            f"{self.head_size}, intermediate {c.intermediate_size}, {c.num_ffn} FFNs, "
+            f"{c.num_blocks} blocks")
+
   def model(self, **kwargs: Any) -> StudentForPreTraining:
     """The envelope model; call it with ``arch=self.arch(student)`` to run a student."""
     return StudentForPreTraining(self.config, attention_shape=(self.num_heads, self.head_size),

@@ -14,6 +14,7 @@ from autodistill.train.optimizers import (
     make_optimizer,
 )
 from autodistill.train.state import (
+    Program,
     TrainState,
     create_state,
     make_train_step,

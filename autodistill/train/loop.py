@@ -47,7 +47,7 @@ from autodistill.train.early_stopping import BestSoFar, EarlyStopping
 from autodistill.train.metrics import MetricWriter
 from autodistill.train.optimizers import (TRAIN, OptimizerConfig, count_by_label, freeze_labels,
                                           learning_rate_schedule, make_optimizer)
-from autodistill.train.state import (LossFn, TrainState, abstract_state,
+from autodistill.train.state import (LossFn, Program, TrainState, abstract_state,
                                      make_train_step, place, state_initializer, state_shardings,
                                      with_shardings)
 
@@ -383,8 +383,9 @@ class _Run:
       step = make_train_step(phase.loss_fn, setup.optimizer, setup.schedule, setup.labels,
                              phase.optimizer.grad_accum_steps)
       mask_sh = None if mask is None else jax.tree.map(lambda _: rep, mask)
-      self.steps[key] = jax.jit(step, in_shardings=(setup.shardings, batch_sh, context_sh, mask_sh),
-                                out_shardings=(setup.shardings, None), donate_argnums=0)
+      self.steps[key] = Program(jax.jit(
+          step, in_shardings=(setup.shardings, batch_sh, context_sh, mask_sh),
+          out_shardings=(setup.shardings, None), donate_argnums=0))
     return self.steps[key], place(phase.context, context_sh), mask
 
   def train_phase(self, at: _Position) -> TrainState:
@@ -400,7 +401,7 @@ class _Run:
       root = jax.random.PRNGKey(self.seed)
       key = (self.mesh, "fresh state", *_program_key(phase))
       if key not in self.steps:
-        self.steps[key] = state_initializer(setup.optimizer, setup.shardings)
+        self.steps[key] = Program(state_initializer(setup.optimizer, setup.shardings))
       state = self.steps[key](at.params, jax.random.fold_in(root, i))
     self._log_start(phase, at.params, setup.labels)
     step_fn, context, mask = self._compile(phase, setup)

@@ -146,6 +146,29 @@ def create_state(params: Params, optimizer: optax.GradientTransformation, rng: j
   return state_initializer(optimizer, shardings)(params, rng)
 
 
+class Program:
+  """A jitted function compiled ahead of time on its first call, and kept.
+
+  Later calls run the kept executable directly, so nothing that clears JAX's caches (a
+  ``gp_bandit`` suggestion calls ``jax.clear_caches()``) makes it trace, lower or compile again;
+  calls must bring arguments of the first call's shapes, dtypes and shardings.
+
+  Attributes:
+    compiles: how many times it was compiled (1 after the first call): a recompilation guard.
+  """
+
+  def __init__(self, jitted: Callable[..., Any]):
+    self._jitted = jitted
+    self._compiled: Optional[Callable[..., Any]] = None
+    self.compiles = 0
+
+  def __call__(self, *args: Any) -> Any:
+    if self._compiled is None:
+      self._compiled = self._jitted.lower(*args).compile()
+      self.compiles += 1
+    return self._compiled(*args)
+
+
 def state_initializer(optimizer: optax.GradientTransformation,
                       shardings: TrainState) -> Callable[[Params, jax.Array], TrainState]:
   """The jitted ``(params, rng) -> fresh state`` of :func:`create_state`, to keep and reuse."""

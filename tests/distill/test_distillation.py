@@ -146,12 +146,11 @@ def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alo
   assert json.loads((workdir / "result.json").read_text())["envelope"] is None
 
   # Another student of the envelope (other widths, heads, FFNs and blocks) runs on the programs
-  # the first one compiled: every kept program has still been traced once.
+  # the first one compiled: every kept program has still been compiled once.
   programs = _elastic_losses(envelope, teacher.config, _Recipe.of(config)).programs
 
   def traces():
-    # pylint: disable-next=protected-access
-    return {key: fn._cache_size() for key, fn in programs.items()}
+    return {key: program.compiles for key, program in programs.items()}
 
   traced = traces()
   assert len(traced) == 5 and set(traced.values()) == {1}  # 2 steps, 2 fresh states, 1 eval

@@ -64,6 +64,8 @@ def test_envelope_is_the_largest_of_every_factor():
   assert (c.hidden_size, c.bottleneck_size, c.intermediate_size, c.num_ffn, c.num_blocks) == (
       96, 64, 128, 3, 3)
   assert (envelope.num_heads, envelope.head_size) == (4, 32)
+  assert envelope.describe() == ("hidden 96, bottleneck 64, 4 heads of 32, intermediate 128, "
+                                 "3 FFNs, 3 blocks")
 
 
 def test_masked_forward_equals_each_students_own_forward_in_one_program(elastic_case):
