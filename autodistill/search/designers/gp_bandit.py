@@ -30,7 +30,10 @@ the padded rows make each call compute more.
 **Caches cleared after each suggestion** (:data:`CLEAR_JAX_CACHES_AFTER_GP`,
 :func:`release_compiled`). The programs compiled for one trial count are never used again (the
 next call has another trial count) but stay in JAX's caches, so without clearing them the
-process's memory grows with every suggestion, to tens of GB over a 500-trial search.
+process's memory grows with every suggestion, to tens of GB over a 500-trial search. The
+search's own distillation programs are compiled ahead of time and kept outside those caches
+(:class:`autodistill.train.state.Program`), so a worker running the server in-process does not
+recompile its trials' programs after a suggestion.
 
 The prediction errors, seconds and megabytes behind these choices, and the command that
 measures them (``bench/designer_cost.py``), are in ``bench/README.md``.
@@ -71,9 +74,8 @@ def release_compiled() -> None:
 
   Called after every ``gp_bandit`` suggestion while :data:`CLEAR_JAX_CACHES_AFTER_GP` is true:
   each suggestion compiles the GP for a new trial count, and the cached programs are never used
-  again but stay alive. The caches are process-wide: a search that runs the Vizier server in its
-  own process recompiles its other jitted functions afterwards, which a new student's shapes need
-  anyway.
+  again but stay alive. The caches are process-wide; the distillation programs a search keeps
+  are ahead-of-time compiled :class:`~autodistill.train.state.Program` objects, which survive it.
   """
   if CLEAR_JAX_CACHES_AFTER_GP:
     jax.clear_caches()
