@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from autodistill.models import hf
 from autodistill.models.configs import FACTORS, StudentConfig
 from autodistill.models.layers import ElasticArch
 from autodistill.models.student import StudentForPreTraining
@@ -153,7 +154,7 @@ class Envelope:
   def extract(self, student: StudentConfig, params: Params) -> Params:
     """``student``'s own parameters, cut out of envelope parameters (inverse of :meth:`embed`)."""
     self.check(student)
-    return slice_tree(params, _abstract_params(student, None))
+    return slice_tree(params, hf.abstract_params(student))
 
 
 def _has_transformation(config: StudentConfig) -> bool:
@@ -169,7 +170,8 @@ def _check_same_fixed_fields(a: StudentConfig, b: StudentConfig) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _abstract_params(config: StudentConfig, attention_shape: Any) -> Params:
+def _abstract_params(config: StudentConfig, attention_shape: tuple[int, int]) -> Params:
+  """hf.abstract_params with the attention shape overridden (the envelope's heads x size)."""
   model = StudentForPreTraining(config, attention_shape=attention_shape)
   ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), ids)
