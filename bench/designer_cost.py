@@ -13,8 +13,8 @@ completed trials, ``suggest(1)``) exactly as the Pythia policy makes it:
 * ``rss_mb``: the process's resident memory after the call (``VmRSS`` of ``/proc/self/status``),
   to see whether memory keeps growing with the number of calls (compiled programs that are never
   freed would end a 500-trial search). ``gp_bandit`` calls are followed by
-  ``designers.release_compiled()`` (``jax.clear_caches()``) as in the search, unless
-  ``--keep-caches``; ``rss_growth_mb_per_measured_call`` is the slope over the last two thirds;
+  ``designers.release_compiled()`` as in the search (``jax.clear_caches()`` after every
+  ``--clear-every``-th suggestion, default the library's), unless ``--keep-caches``; ``rss_growth_mb_per_measured_call`` is the slope over the last two thirds;
 * for ``gp_bandit``, ``heldout_mae``: mean absolute error of the GP's posterior mean (from
   ``predict``) against the synthetic truth on 48 fixed architectures of the space, per objective
   -- a padding schedule is only usable if it leaves the model unchanged.
@@ -46,6 +46,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -85,11 +86,15 @@ def _schedule(name: str):
 
 
 def run_one(designer: str, space_name: str, max_trials: int, every: int, padding_name: str,
-            seed: int, keep_caches: bool, compilation_cache: bool = True) -> dict:
+            seed: int, keep_caches: bool, compilation_cache: bool = True,
+            clear_every: Optional[int] = None) -> dict:
   """One replay in this process (see the module docstring)."""
   import tempfile
 
   import jax
+  if clear_every is not None:
+    from autodistill.search.designers import gp_bandit
+    gp_bandit.CLEAR_JAX_CACHES_EVERY = clear_every
   if compilation_cache:  # as a search command does, in a workdir of its own (empty at first)
     from autodistill.workdir import use_compilation_cache
     use_compilation_cache(tempfile.mkdtemp(prefix="designer_cost_"))
@@ -162,7 +167,9 @@ def run_one(designer: str, space_name: str, max_trials: int, every: int, padding
             * every if len(later) >= 2 else float("nan"))
   return {
       "designer": designer, "padding": padding_name if designer == "gp_bandit" else None,
-      "jax_caches": ("kept" if keep_caches else "cleared") if designer == "gp_bandit" else None,
+      "jax_caches": ("kept" if keep_caches else
+                     f"cleared every {designers.CLEAR_JAX_CACHES_EVERY} suggestions")
+                    if designer == "gp_bandit" else None,
       "compilation_cache": "workdir" if compilation_cache else "none",
       "space": space.name, "max_trials": max_trials, "every": every, "seed": seed,
       "total_s": round(time.perf_counter() - start, 1), "start_rss_mb": round(start_rss, 1),
@@ -186,6 +193,9 @@ def main() -> None:
   parser.add_argument("--keep-caches", action="store_true",
                       help="gp_bandit: keep JAX's compilation caches between suggestions instead "
                       "of clearing them as autodistill.search.designers.suggest does")
+  parser.add_argument("--clear-every", type=int, default=None,
+                      help="gp_bandit: clear JAX's caches after every k-th suggestion (default: "
+                      "the library's gp_bandit.CLEAR_JAX_CACHES_EVERY; 1 = after each)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--no-compilation-cache", action="store_true",
                       help="do not use JAX's persistent compilation cache (a search command uses "
@@ -197,7 +207,8 @@ def main() -> None:
   if args.worker:
     designer, padding_name = args.worker.split(":")
     print(json.dumps(run_one(designer, args.space, args.max_trials, args.every, padding_name,
-                             args.seed, args.keep_caches, not args.no_compilation_cache)))
+                             args.seed, args.keep_caches, not args.no_compilation_cache,
+                             args.clear_every)))
     return
 
   from autodistill.search.designers import DESIGNERS  # noqa: F401 (validates the install)
@@ -217,6 +228,7 @@ def main() -> None:
                  "--every", str(args.every), "--seed", str(args.seed)]
       command += ["--keep-caches"] if args.keep_caches else []
       command += ["--no-compilation-cache"] if args.no_compilation_cache else []
+      command += [] if args.clear_every is None else ["--clear-every", str(args.clear_every)]
       done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
       runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
   print(json.dumps({"cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "runs": runs},

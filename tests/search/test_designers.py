@@ -247,6 +247,22 @@ def test_designer_from_algorithm_when_metadata_has_none():
     policy.designer_and_seed(problem, "DEFAULT")
 
 
+def _twelve_point_history(count):
+  space = Space(name="twelve", factors={"hidden_size": (64, 128, 256), "num_ffn": (1, 2, 3, 4)},
+                fixed={"bottleneck_size": 32, "num_heads": 2, "intermediate_size": 64,
+                       "num_blocks": 2, "embedding_size": 32})
+  problem = problem_statement(space, ["mlm_accuracy", "latency_ms"])
+  points = list(space.points())
+  completed = []
+  for i in (0, 5, 7, 11, 3, 8)[:count]:
+    trial = vz.Trial(id=len(completed) + 1, parameters=parameters_of(space, points[i]))
+    h, f = points[i]["hidden_size"], points[i]["num_ffn"]
+    trial.complete(vz.Measurement(metrics={"mlm_accuracy": 0.2 + 0.001 * h + 0.03 * f,
+                                           "latency_ms": 0.5 + 0.01 * h + 0.3 * f}))
+    completed.append(trial)
+  return space, problem, points, completed
+
+
 def test_gp_bandit_never_repeats_while_a_student_is_unevaluated():
   """On a 4-point space with 3 points evaluated, the GP's next suggestion is the 4th point."""
   space = Space(name="four", factors={"hidden_size": (64, 128), "num_ffn": (2, 4)},
@@ -270,18 +286,7 @@ def test_gp_bandit_suggests_the_unevaluated_students_with_the_highest_vizier_acq
   running, each scored as Vizier's scoring function scores it alone (the fixed-shape batches and
   their filler rows change no value), and the suggestions are the best of them in order."""
   from autodistill.search.designers import gp_bandit
-  space = Space(name="twelve", factors={"hidden_size": (64, 128, 256), "num_ffn": (1, 2, 3, 4)},
-                fixed={"bottleneck_size": 32, "num_heads": 2, "intermediate_size": 64,
-                       "num_blocks": 2, "embedding_size": 32})
-  problem = problem_statement(space, ["mlm_accuracy", "latency_ms"])
-  points = list(space.points())
-  completed = []
-  for i in (0, 5, 7, 11):
-    trial = vz.Trial(id=len(completed) + 1, parameters=parameters_of(space, points[i]))
-    h, f = points[i]["hidden_size"], points[i]["num_ffn"]
-    trial.complete(vz.Measurement(metrics={"mlm_accuracy": 0.2 + 0.001 * h + 0.03 * f,
-                                           "latency_ms": 0.5 + 0.01 * h + 0.3 * f}))
-    completed.append(trial)
+  space, problem, points, completed = _twelve_point_history(4)  # students 0, 5, 7 and 11
   active = [vz.Trial(id=5, parameters=parameters_of(space, points[2]))]
   calls = []
   real = gp_bandit.acquisition_values
@@ -316,3 +321,67 @@ def test_prefer_novel_keeps_order_and_tops_up_with_repeats():
   prefer_novel = replay._prefer_novel  # pylint: disable=protected-access
   assert prefer_novel([a, b, a, c], history, 2) == [b, c]
   assert prefer_novel([a, a], history, 1) == [a]
+
+
+def test_padded_gp_predicts_and_scores_as_the_unpadded_gp(monkeypatch):
+  """The trial axis padded to a power of two (5 trials -> 8 rows) leaves every objective's GP
+  and the acquisition unchanged: the padded rows are masked out of each single-metric GP's
+  likelihood and out of the acquisition's floor."""
+  from vizier.pyvizier.converters import padding
+  from autodistill.search.designers import gp_bandit
+  space, problem, points, completed = _twelve_point_history(5)
+  schedules = {"none": padding.PaddingSchedule(), "powers_of_2": gp_bandit.GP_PADDING}
+  queries = [vz.TrialSuggestion(parameters=t.parameters) for t in completed[:2]] + [
+      vz.TrialSuggestion(parameters=parameters_of(space, points[i])) for i in (1, 9)]
+  real, scores = gp_bandit.acquisition_values, []
+  monkeypatch.setattr(gp_bandit, "acquisition_values",
+                      lambda *args: scores.append(real(*args)) or scores[-1])
+  predictions, suggestions = {}, {}
+  for name, schedule in schedules.items():
+    designer = make_designer("gp_bandit", problem, seed=0, padding_schedule=schedule)
+    designer.update(vza.CompletedTrials(completed), vza.ActiveTrials([]))
+    predictions[name] = designer.predict(queries)
+    suggestions[name] = designer.suggest(1)[0].parameters.as_dict()
+  assert np.all(np.isfinite(scores[0])) and len(set(np.round(scores[0], 6))) > 1
+  np.testing.assert_allclose(scores[1], scores[0], rtol=1e-4, atol=1e-6)
+  assert suggestions["powers_of_2"] == suggestions["none"]
+  np.testing.assert_allclose(predictions["powers_of_2"].mean, predictions["none"].mean,
+                             rtol=1e-3, atol=1e-4)
+  np.testing.assert_allclose(predictions["powers_of_2"].stddev, predictions["none"].stddev,
+                             rtol=1e-2, atol=1e-4)
+  # The GP learned the objectives: it predicts the evaluated students' metrics closely (Vizier
+  # reports a minimised metric negated: it maximises everything).
+  observed = [[t.final_measurement.metrics["mlm_accuracy"].value,
+               -t.final_measurement.metrics["latency_ms"].value] for t in completed[:2]]
+  np.testing.assert_allclose(predictions["none"].mean[:2], observed, rtol=0.05)
+
+
+def test_gp_suggestions_in_one_padded_size_compile_once(monkeypatch):
+  """A stateless suggestion at 5 and then at 6 completed trials (both padded to 8 rows) compiles
+  none of the GP's programs the second time: the ARD fit (setup, loss), the posterior and the
+  scoring are found again. (Single eager operations on the unpadded inputs still compile for
+  their new shapes; they take milliseconds.)"""
+  import jax
+  _, problem, _, completed = _twelve_point_history(6)
+  gp_programs = {"jit(setup)", "jit(loss_with_aux)", "jit(precompute_predictive)",
+                 "jit(_score)"}
+  compiled = []
+
+  def listener(event, duration, fun_name=None, **_):
+    del duration
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiled.append(fun_name)
+
+  from autodistill.search.designers import gp_bandit
+  jax.clear_caches()  # the first call compiles every program, whatever ran before
+  monkeypatch.setattr(gp_bandit, "_suggestions_since_clear", 0)  # no clearing between the two
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    programs = []
+    for count in (5, 6):
+      compiled.clear()
+      designers.suggest("gp_bandit", problem, completed[:count], [], seed=0)
+      programs.append(set(compiled) & gp_programs)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert programs == [gp_programs, set()], programs

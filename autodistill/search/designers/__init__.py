@@ -60,7 +60,7 @@ _LAZY = {
     "HALTON_SKIP": "autodistill.search.designers.seeds",
     "DiscreteGPBandit": "autodistill.search.designers.gp_bandit",
     "GP_PADDING": "autodistill.search.designers.gp_bandit",
-    "CLEAR_JAX_CACHES_AFTER_GP": "autodistill.search.designers.gp_bandit",
+    "CLEAR_JAX_CACHES_EVERY": "autodistill.search.designers.gp_bandit",
     "release_compiled": "autodistill.search.designers.gp_bandit",
     "ScalarizedEagle": "autodistill.search.designers.eagle",
     "SteadyStateNSGA2": "autodistill.search.designers.nsga2",

@@ -17,9 +17,14 @@ from vizier._src.algorithms.designers.gp_bandit import VizierGPBandit
 from vizier._src.algorithms.designers.quasi_random import QuasiRandomDesigner
 from vizier._src.algorithms.designers.random import RandomDesigner
 from vizier._src.algorithms.evolution.nsga2 import NSGA2Designer
-from vizier._src.jax.types import ModelInput
+from vizier._src.jax.types import ModelData, ModelInput
+from vizier._src.algorithms.designers.gp.acquisitions import (
+    UCB, AcquisitionFunction, bayesian_scoring_function_factory, create_hv_scalarization)
+from vizier._src.algorithms.designers.gp.gp_models import train_gp
 # Not re-exported by the public vizier.algorithms.evolution (which has Offspring and Population).
 from vizier._src.algorithms.evolution.numpy_populations import LinfMutation
 
-__all__ = ["EagleStrategyDesigner", "LinfMutation", "ModelInput", "NSGA2Designer",
-           "QuasiRandomDesigner", "RandomDesigner", "VizierGPBandit", "filter_jit"]
+__all__ = ["UCB", "AcquisitionFunction", "EagleStrategyDesigner", "LinfMutation", "ModelData",
+           "ModelInput", "NSGA2Designer", "QuasiRandomDesigner", "RandomDesigner",
+           "VizierGPBandit", "bayesian_scoring_function_factory", "create_hv_scalarization",
+           "filter_jit", "train_gp"]

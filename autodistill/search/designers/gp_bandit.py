@@ -1,9 +1,10 @@
 """The ``gp_bandit`` designer: Vizier's GP bandit, its acquisition maximised over the finite space.
 
-With two objectives Vizier's ``VizierGPBandit`` fits one GP per metric (an independent
-multi-task GP) and maximises a UCB averaged over random hypervolume scalarisations (Golovin &
-Zhang 2020) of the predictions. :class:`DiscreteGPBandit` wraps it for the finite spaces of the
-search.
+With two objectives Vizier's ``VizierGPBandit`` fits an independent multi-task GP (one GP per
+metric, hyperparameters tied) and maximises a UCB averaged over random hypervolume
+scalarisations (Golovin & Zhang 2020) of the predictions. :class:`DiscreteGPBandit` wraps it for
+the finite spaces of the search, with the two changes below: the acquisition maximised over the
+space's students, and one masked GP per objective on padded trials.
 
 **The acquisition is maximised exactly over the unevaluated students** (:class:`GridGPBandit`).
 Vizier maximises it with its vectorised eagle optimizer in a continuous relaxation of the space
@@ -18,22 +19,35 @@ space took 22 s after 10 trials with the eagle optimizer and 7-10 s with the gri
 (``bench/designer_cost.py``; the GP's own fit and its compilation are most of what remains).
 Larger or continuous spaces keep Vizier's optimizer.
 
-**No padding** (:data:`GP_PADDING`). The GP's arrays have one row per trial, so every suggestion
-compiles its programs for a new shape; Vizier can pad the trial axis
-(``PaddingSchedule(num_trials=MULTIPLES_OF_10 | POWERS_OF_2)``) to compile less often. It is not
-used: with two objectives the GP is a multi-task GP whose likelihood Vizier does not mask for
-padded rows (it logs "padding/masking is not yet supported"), so the padded rows corrupt the
-model; and padding would save little compilation anyway, because the designer is rebuilt per call
-and its jitted closures are new objects that recompile even at an unchanged padded shape, while
-the padded rows make each call compute more.
+**One masked GP per objective, on trials padded to a power of two** (:data:`GP_PADDING`,
+:class:`PerMetricGP`). The GP's arrays have one row per trial, so without padding every
+suggestion traces and compiles the GP fit for a new shape. Vizier can pad the trial axis, but
+with two objectives its GP is a multi-task GP whose likelihood it does not mask for padded rows
+(it logs "padding/masking is not yet supported"; the padded labels are NaN). So each objective
+gets its own single-metric Vizier GP (the same tuned model and ARD fit, its own
+hyperparameters), whose likelihood and posterior do mask the padded rows; Vizier's default
+multi-task GP for two objectives is "independent" anyway, with the hyperparameters tied. The
+acquisition is Vizier's scalarised UCB (:class:`ScalarizedUCB`) with its floor taken over the
+real rows and kept as data, and the scoring is one jitted function (``_score``) taking the
+scoring function as an argument. Every suggestion whose trial count pads to the same size then
+reuses the compiled programs (tested: the second of two suggestions in one size compiles
+nothing).
 
-**Caches cleared after each suggestion** (:data:`CLEAR_JAX_CACHES_AFTER_GP`,
-:func:`release_compiled`). The programs compiled for one trial count are never used again (the
-next call has another trial count) but stay in JAX's caches, so without clearing them the
-process's memory grows with every suggestion, to tens of GB over a 500-trial search. The
-search's own distillation programs are compiled ahead of time and kept outside those caches
-(:class:`autodistill.train.state.Program`), so a worker running the server in-process does not
-recompile its trials' programs after a suggestion.
+**In 64-bit floats.** Vizier's GP is written for float64 (it asks for float64 arrays, which JAX
+truncates to float32 unless x64 is on, as it is not in autodistill). In float32 the single-metric
+GP of a noiseless objective with repeated students went NaN at 200 trials (Cholesky of a
+near-singular covariance; ``bench/designer_cost.py``'s synthetic latency); in float64 it fits.
+:class:`DiscreteGPBandit` runs ``suggest`` and ``predict`` inside ``jax.enable_x64(True)``, a
+context local to the calling thread, so the search's float32 programs are untouched.
+
+**JAX's caches are cleared every** :data:`CLEAR_JAX_CACHES_EVERY` **(16) suggestions**
+(:func:`release_compiled`). Vizier converts and pads each suggestion's unpadded trials with
+single eager operations, and each of those compiles a small program for the new trial count
+(about 30 per suggestion, ~0.5 MB each on CPU) that is never used again: with the caches kept,
+a process grew by ~17 MB per suggestion. Clearing them after every suggestion (as the unpadded
+designer did) would also drop the GP's programs, which the next suggestion then has to trace
+again and load from the persistent compilation cache. Every 16th suggestion bounds the growth
+and costs that reload once per 16.
 
 The prediction errors, seconds and megabytes behind these choices, and the command that
 measures them (``bench/designer_cost.py``), are in ``bench/README.md``.
@@ -44,11 +58,16 @@ Not handled: Vizier's GP bandit has no notion of pending points, so it ignores A
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Optional, Sequence
 
+import equinox as eqx
+import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
+from tensorflow_probability.substrates import jax as tfp
 from vizier import algorithms as vza
 from vizier import pyvizier as vz
 from vizier.pyvizier.converters import padding
@@ -62,23 +81,28 @@ from autodistill.search.problem import METADATA_NS
 GRID_LIMIT = 20_000
 SCORE_BATCH = 1024
 
-# No padding of the trial axis (module docstring).
-GP_PADDING = padding.PaddingSchedule()
+# The trial axis is padded to a power of two (module docstring): one compiled fit per size.
+GP_PADDING = padding.PaddingSchedule(num_trials=padding.PaddingType.POWERS_OF_2)
 
-# Drop JAX's compilation caches after each gp_bandit suggestion (module docstring).
-CLEAR_JAX_CACHES_AFTER_GP = True
+# Drop JAX's compilation caches after every CLEAR_JAX_CACHES_EVERY-th gp_bandit suggestion
+# (module docstring); 1 = after each, 0 = never.
+CLEAR_JAX_CACHES_EVERY = 16
+_suggestions_since_clear = 0
 
 
 def release_compiled() -> None:
   """Frees the programs XLA compiled for a ``gp_bandit`` suggestion (``jax.clear_caches()``).
 
-  Called after every ``gp_bandit`` suggestion while :data:`CLEAR_JAX_CACHES_AFTER_GP` is true:
-  each suggestion compiles the GP for a new trial count, and the cached programs are never used
-  again but stay alive. The caches are process-wide; the distillation programs a search keeps
-  are ahead-of-time compiled :class:`~autodistill.train.state.Program` objects, which survive it.
+  Called after every ``gp_bandit`` suggestion; clears after every
+  :data:`CLEAR_JAX_CACHES_EVERY`-th (module docstring). The caches are process-wide; the
+  distillation programs a search keeps are ahead-of-time compiled
+  :class:`~autodistill.train.state.Program` objects, which survive it.
   """
-  if CLEAR_JAX_CACHES_AFTER_GP:
+  global _suggestions_since_clear
+  _suggestions_since_clear += 1
+  if CLEAR_JAX_CACHES_EVERY and _suggestions_since_clear >= CLEAR_JAX_CACHES_EVERY:
     jax.clear_caches()
+    _suggestions_since_clear = 0
 
 
 def _grid(problem: vz.ProblemStatement, limit: int) -> Optional[list[dict]]:
@@ -101,11 +125,18 @@ def _batch_size(count: int) -> int:
   return min(SCORE_BATCH, max(2, 1 << max(count - 1, 0).bit_length()))
 
 
+@_vizier.filter_jit
+def _score(scoring_fn: Any, features: Any, seed: jax.Array) -> jax.Array:
+  # One jitted function for every suggestion: the scoring function is an argument (its arrays
+  # are data), so a new suggestion with the same padded shapes reuses the compiled program.
+  return scoring_fn.score(features, seed)
+
+
 def acquisition_values(scoring_fn: Any, converter: Any,
                        candidates: Sequence[vz.TrialSuggestion], seed: jax.Array) -> np.ndarray:
   """``scoring_fn``'s acquisition value at each candidate, scored in batches of one shape (the
   last batch is filled with copies of its first candidate, whose values are dropped)."""
-  score = _vizier.filter_jit(scoring_fn.score)
+  score = functools.partial(_score, scoring_fn)
   size = _batch_size(len(candidates))
   values = []
   for start in range(0, len(candidates), size):
@@ -120,6 +151,71 @@ def acquisition_values(scoring_fn: Any, converter: Any,
   return np.concatenate(values)
 
 
+def _column(labels: Any, i: int) -> Any:
+  """Metric ``i`` of padded ``labels`` [trials, metrics] as padded [trials, 1] labels with the
+  same padded rows (``_nopadding_done`` is kept False so every trial count traces alike)."""
+  rows = int(labels._original_shape[0])  # pylint: disable=protected-access
+  return type(labels)(padded_array=labels.padded_array[:, i:i + 1],
+                      fill_value=labels.fill_value, _original_shape=np.array([rows, 1]),
+                      _mask=labels._mask[:, i:i + 1])  # pylint: disable=protected-access
+
+
+class PerMetricGP(eqx.Module):
+  """Independent single-metric GPs, one per objective, predicting together (``Predictive``).
+
+  Each is Vizier's tuned GP with its own hyperparameters, fitted on the padded trials with the
+  padded rows masked out of the likelihood (a single-metric GP supports that; Vizier's
+  multi-metric GP does not). The prediction is one Normal per objective, [..., metrics].
+  """
+
+  gps: tuple[Any, ...]
+  data: Any
+
+  def predict_with_aux(self, features: Any) -> tuple[Any, dict]:
+    dists = [gp.predict_with_aux(features)[0] for gp in self.gps]
+    mean = jnp.stack([d.mean() for d in dists], axis=-1)
+    stddev = jnp.stack([d.stddev() for d in dists], axis=-1)
+    return tfp.distributions.Normal(mean, stddev), {}
+
+
+@flax.struct.dataclass
+class ScalarizedUCB(_vizier.AcquisitionFunction):
+  """Vizier's multi-objective acquisition (UCB per objective, random hypervolume scalarisations,
+  floored at the best observed scalarised value, averaged), with the floor as data.
+
+  Vizier builds the same function (``ScalarizeOverAcquisitions``) with the floor and the
+  reduction as static fields, so every suggestion compiles its scoring anew, and it takes the
+  floor over the padded label rows too (NaN with padding). Here the floor is a pytree leaf
+  computed over the real rows only.
+  """
+
+  scalarizer: Any
+  max_scalarized: jax.Array  # [scalarisations]
+  acquisition_fn: Any = _vizier.UCB()
+
+  def __call__(self, dist: Any, seed: Optional[jax.Array] = None) -> jax.Array:
+    scalarized = self.scalarizer(self.acquisition_fn(dist, seed).squeeze())  # [S, batch]
+    floor = self.max_scalarized.reshape(self.max_scalarized.shape
+                                        + (1,) * (scalarized.ndim - 1))
+    return jnp.mean(jnp.maximum(scalarized, floor), axis=0)
+
+
+def scalarized_ucb_factory(num_scalarizations: int, rng: jax.Array) -> Any:
+  """The ``data -> acquisition`` factory of :class:`ScalarizedUCB` (the same weights for every
+  call, as Vizier's)."""
+
+  def factory(data: Any) -> ScalarizedUCB:
+    scalarizer = _vizier.create_hv_scalarization(num_scalarizations, data.labels, rng)
+    labels = data.labels.replace_fill_value(-jnp.inf).padded_array
+    if labels.shape[0]:
+      floor = jnp.max(scalarizer(labels), axis=-1)
+    else:
+      floor = jnp.full((num_scalarizations,), -jnp.inf)
+    return ScalarizedUCB(scalarizer=scalarizer, max_scalarized=floor)
+
+  return factory
+
+
 class GridGPBandit(_vizier.VizierGPBandit):
   """``VizierGPBandit`` whose acquisition is maximised over :attr:`candidates` when it is set.
 
@@ -129,6 +225,28 @@ class GridGPBandit(_vizier.VizierGPBandit):
   """
 
   candidates: Optional[list[vz.TrialSuggestion]] = None
+
+  def __attrs_post_init__(self):
+    super().__attrs_post_init__()
+    if not self._problem.metric_information.is_single_objective:
+      self._rng, weights_rng = jax.random.split(self._rng)
+      self._scoring_function_factory = _vizier.bayesian_scoring_function_factory(
+          scalarized_ucb_factory(self._num_scalarizations, weights_rng))
+
+  def _update_gp(self, data: Any) -> Any:
+    """One masked single-metric GP per objective (:class:`PerMetricGP`) on the padded trials."""
+    if data.labels.shape[-1] == 1 or self._prior_gp is not None:
+      return super()._update_gp(data)
+    if len(self._trials) == self._incorporated_trials_count:
+      return self._last_computed_gp
+    self._incorporated_trials_count = len(self._trials)
+    gps = []
+    for i in range(data.labels.shape[-1]):
+      self._rng, ard_rng = jax.random.split(self._rng)
+      column = _vizier.ModelData(features=data.features, labels=_column(data.labels, i))
+      gps.append(_vizier.train_gp(spec=self._create_gp_spec(column, ard_rng), data=column))
+    self._last_computed_gp = PerMetricGP(gps=tuple(gps), data=data)
+    return self._last_computed_gp
 
   def _optimize_acquisition(self, scoring_fn: Any, count: int) -> list[vz.Trial]:
     if not self.candidates:
@@ -169,7 +287,8 @@ class DiscreteGPBandit(vza.Designer, vza.Predictor):
   def predict(self, trials: Sequence[vz.TrialSuggestion],
               rng: Optional[jax.Array] = None, num_samples: Optional[int] = 1000) -> vza.Prediction:
     """The fitted GP's posterior at ``trials`` (Vizier's ``VizierGPBandit.predict``)."""
-    return self._gp.predict(trials, rng=rng, num_samples=num_samples)
+    with jax.enable_x64(True):  # module docstring
+      return self._gp.predict(trials, rng=rng, num_samples=num_samples)
 
   def suggest(self, count: Optional[int] = None) -> Sequence[vz.TrialSuggestion]:
     grid = _grid(self._problem, GRID_LIMIT)
@@ -177,4 +296,5 @@ class DiscreteGPBandit(vza.Designer, vza.Predictor):
       candidates = (vz.TrialSuggestion(parameters=p) for p in grid)
       self._gp.candidates = [c for c in candidates
                              if history.student_key(c.parameters) not in self._seen]
-    return list(self._gp.suggest(count or 1))
+    with jax.enable_x64(True):  # module docstring
+      return list(self._gp.suggest(count or 1))

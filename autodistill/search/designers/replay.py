@@ -92,7 +92,8 @@ def suggest(name: str, problem: vz.ProblemStatement, completed_trials: Iterable[
   in the history. The same arguments give the same suggestions (up to NSGA-II's unseeded
   tie-breaking). Used by the Vizier policy (:mod:`autodistill.search.policy`) and by offline
   replays (``bench/designer_cost.py``, ``bench/search_replay.py``). After a ``gp_bandit``
-  suggestion JAX's compilation caches are cleared (``gp_bandit.release_compiled``).
+  suggestion ``gp_bandit.release_compiled`` runs (it clears JAX's compilation caches after every
+  ``gp_bandit.CLEAR_JAX_CACHES_EVERY``-th).
 
   Raises:
     ValueError: unknown ``name`` or ``count`` below 1.
