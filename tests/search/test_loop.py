@@ -7,6 +7,7 @@ teacher (tests/search/tiny_search.py).
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -234,7 +235,12 @@ def test_two_workers_complete_distinct_trials_of_one_study(setup_root, tmp_path)
     for p in [server] + locals().get("workers", []):
       if p.poll() is None:
         p.kill()
-  assert "serving study" in server_out and "4/4 evaluated" in server_out
+  assert "serving study" in server_out
+  # The server's last progress line: every trial evaluated, none running. Two workers may
+  # overshoot by one trial each, and both may finish between two polls of the server, so the
+  # count can go from 3/4 straight to 5/4.
+  last = re.findall(r"study: (\d+)/4 evaluated \(\d+ completed, (\d+) running\)", server_out)[-1]
+  assert int(last[0]) >= 4 and last[1] == "0", server_out[-3000:]
   assert (server_dir / "pareto_front.png").exists()  # the server writes the outputs at the end
   table = json.loads((server_dir / "trials.json").read_text())
   ids = [row["trial_id"] for row in table]
