@@ -14,7 +14,8 @@ completed trials, ``suggest(1)``) exactly as the Pythia policy makes it:
   to see whether memory keeps growing with the number of calls (compiled programs that are never
   freed would end a 500-trial search). ``gp_bandit`` calls are followed by
   ``designers.release_compiled()`` as in the search (``jax.clear_caches()`` after every
-  ``--clear-every``-th suggestion, default the library's), unless ``--keep-caches``; ``rss_growth_mb_per_measured_call`` is the slope over the last two thirds;
+  ``--clear-every``-th suggestion, default the library's), unless ``--keep-caches``;
+  ``rss_growth_mb_per_measured_call`` is the slope over the last two thirds;
 * for ``gp_bandit``, ``heldout_mae``: mean absolute error of the GP's posterior mean (from
   ``predict``) against the synthetic truth on 48 fixed architectures of the space, per objective
   -- a padding schedule is only usable if it leaves the model unchanged.
