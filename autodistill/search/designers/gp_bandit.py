@@ -14,8 +14,8 @@ the same fitted GP and the same scoring function (Vizier's scalarised UCB, see
 :class:`ScalarizedUCB`), in batches of a fixed shape, and suggests the best. That is the exact
 maximum over the students a trial may be spent on, where the relaxation kept landing on
 students already distilled (in the cpu_demo search most suggestions after the baseline did), and
-it costs one batched scoring instead of compiling and running the eagle loop: a suggestion on the Table 1
-space took 22 s after 10 trials with the eagle optimizer and 7-10 s with the grid
+it costs one batched scoring instead of compiling and running the eagle loop: a suggestion on
+the Table 1 space took 22 s after 10 trials with the eagle optimizer and 7-10 s with the grid
 (``bench/designer_cost.py``; the GP's fit, compiled for every trial count, was most of the rest
 until the padding below).
 Larger or continuous spaces keep Vizier's optimizer.
