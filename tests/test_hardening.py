@@ -177,7 +177,7 @@ def test_a_truncated_cache_of_fitted_teacher_heads_is_named(run, root, tmp_path)
   fitted.write_bytes(fitted.read_bytes()[:100])
   before = snapshot(workdir)
   one_line_error(run("teacher", config, workdir), "fitted/model.safetensors",
-                 "cannot be read", f"delete {workdir / 'teacher'}", "fitted anew")
+                 "cannot be read", f"delete {workdir / 'teacher'}", "adapted anew")
   assert unchanged(before, workdir)
 
 

@@ -14,7 +14,7 @@ are held by a data mask instead, see :mod:`autodistill.train.state`, and keep Ad
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,12 @@ class OptimizerConfig:
     mu_dtype: dtype of the first moment (e.g. "bfloat16" to halve it), None = parameter dtype.
     grad_accum_steps: micro-batches per step; the global batch is split and gradients summed
       before one update (same result as one big batch, less activation memory).
+    learning_rate_scales: ``(prefix, factor)`` pairs, a second parameter group: leaves whose
+      path (keys joined by "/") is ``prefix`` or starts with ``prefix + "/"`` train at ``factor``
+      times the learning rate (the first matching prefix counts). Adam's, AdamW's and LAMB's
+      updates (weight decay included) are proportional to the learning rate, so scaling a
+      leaf's final update is exactly a per-group learning rate: for example a pre-trained
+      encoder adapted at 1e-4 beside fresh heads at 2e-3 (``(("encoder", 0.05),)``).
   """
 
   learning_rate: float = 1e-3
@@ -61,6 +67,7 @@ class OptimizerConfig:
   exclude_from_layer_adaptation: bool = True
   mu_dtype: Optional[str] = None
   grad_accum_steps: int = 1
+  learning_rate_scales: tuple[tuple[str, float], ...] = ()
 
   def __post_init__(self):
     if self.name not in OPTIMIZERS:
@@ -70,6 +77,10 @@ class OptimizerConfig:
     if self.learning_rate <= 0 or self.warmup_steps < 0 or self.grad_accum_steps < 1:
       raise ValueError("learning_rate must be positive, warmup_steps >= 0 and "
                        f"grad_accum_steps >= 1; got {self}.")
+    for prefix, factor in self.learning_rate_scales:
+      if not prefix or not factor > 0:
+        raise ValueError("learning_rate_scales takes (path prefix, factor > 0) pairs; got "
+                         f"{self.learning_rate_scales!r}.")
 
   def replace(self, **changes) -> "OptimizerConfig":
     return dataclasses.replace(self, **changes)
@@ -137,6 +148,31 @@ def adamw(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTr
                      mu_dtype=None if config.mu_dtype is None else jnp.dtype(config.mu_dtype))
 
 
+def _path_string(path: Sequence[Any]) -> str:
+  return "/".join(str(getattr(p, "key", p)) for p in path)
+
+
+def scale_groups(scales: Sequence[tuple[str, float]]) -> optax.GradientTransformation:
+  """Multiplies the update of every leaf under a path prefix by its factor (see
+  ``OptimizerConfig.learning_rate_scales``); stateless, and leaves no prefix matches unchanged."""
+
+  def factor(path) -> float:
+    name = _path_string(path)
+    for prefix, value in scales:
+      if name == prefix or name.startswith(prefix + "/"):
+        return float(value)
+    return 1.0
+
+  def update(updates, state, params=None):
+    del params
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, u: u if factor(path) == 1.0 else u * jnp.asarray(factor(path), u.dtype),
+        updates)
+    return scaled, state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 OPTIMIZERS: dict[str, Callable[[OptimizerConfig, optax.Schedule], optax.GradientTransformation]] = {
     "lamb": lamb, "adamw": adamw}
 
@@ -153,6 +189,8 @@ def make_optimizer(config: OptimizerConfig, total_steps: int,
   """
   schedule = learning_rate_schedule(config, total_steps)
   inner = OPTIMIZERS[config.name](config, schedule)
+  if config.learning_rate_scales:
+    inner = optax.chain(inner, scale_groups(config.learning_rate_scales))
   if config.clip_norm is not None:
     inner = optax.chain(optax.clip_by_global_norm(config.clip_norm), inner)
   if labels is None:

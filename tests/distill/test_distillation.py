@@ -1,5 +1,6 @@
 """Flash/Regular Distillation end to end on tiny models, presets, and teacher preparation."""
 
+import functools
 import json
 
 import jax
@@ -201,7 +202,8 @@ def test_teacher_without_heads_and_vocab_mismatch_are_explained(tmp_path):
 # Teacher preparation with the real MiniLM teacher
 
 
-def test_minilm_heads_are_fitted_once_and_cached(minilm_dir, tmp_path):
+def test_minilm_teacher_is_adapted_once_cached_and_adapted_again_when_the_recipe_changes(
+    minilm_dir, tmp_path):
   from autodistill.data import ExampleConfig, TextFiles, WordPiece, pretraining_data
   # English-ish text the MiniLM vocabulary covers: the synthetic corpus is made of novel words,
   # so use plain sentences instead.
@@ -218,28 +220,46 @@ def test_minilm_heads_are_fitted_once_and_cached(minilm_dir, tmp_path):
                                        examples=ExampleConfig(max_seq_length=32,
                                                               max_predictions_per_seq=5),
                                        eval_fraction=0.1, seed=0)
+  original = hf.load_bert(minilm_dir).params["encoder"]
   optimizer = OptimizerConfig(learning_rate=1e-2, warmup_steps=2, weight_decay=0.0)
-  first = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=12,
-                          optimizer=optimizer, progress=False, log=lambda _: None)
+  messages = []
+  heads = functools.partial(prepare_teacher, minilm_dir, train, evaluation, tmp_path / "w",
+                            fit_steps=12, adapt="heads", optimizer=optimizer, progress=False,
+                            log=messages.append)
+  first = heads()
   assert first.fitted == ("mlm_head", "nsp_head") and not first.cached
   assert {"mlm_head", "nsp_head"} <= set(first.params)
-  history = [r for r in read_metrics(next((tmp_path / "w" / "teacher").glob("fit-*")))
-             if "mlm" in r]
-  start = [r for r in read_metrics(next((tmp_path / "w" / "teacher").glob("fit-*")))
-           if r.get("phase") == "init"][0]
+  run_dir = next((tmp_path / "w" / "teacher").glob("fit-*"))
+  history = [r for r in read_metrics(run_dir) if "mlm" in r]
+  start = [r for r in read_metrics(run_dir) if r.get("phase") == "init"][0]
   # Fitting helps: the held-out MLM loss falls from the random heads' value.
   assert first.evals["mlm_loss"] < start["eval/mlm_loss"] - 0.5
   assert history[-1]["mlm"] < history[0]["mlm"]
   # The encoder is untouched: only the heads were trained.
-  from autodistill.models import hf
-  original = hf.load_bert(minilm_dir).params["encoder"]
   for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(first.params["encoder"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  second = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=12,
-                           optimizer=optimizer, progress=False, log=lambda _: None)
+  second = heads()
   assert second.cached and second.evals == first.evals
   for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0)
+
+  # Another recipe (the default "auto": continued MLM, since MiniLM has no MLM head) is not
+  # served from the cache of the first: the whole model is trained, the encoder slowly.
+  messages.clear()
+  adapted = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=3,
+                            progress=False, log=messages.append)
+  assert not adapted.cached and adapted.fitted == ("encoder", "mlm_head", "nsp_head")
+  assert any("adapted with other settings" in m for m in messages), messages
+  assert any("continued MLM of the whole teacher (encoder at 0.0001, heads at 0.002)" in m
+             for m in messages), messages
+  moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
+           for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(adapted.params["encoder"]))]
+  # Adam moves a weight by about its learning rate per step, here (warm-up over 20 steps)
+  # 1e-4 * (0 + 1 + 2) / 20 = 1.5e-5 in all; at the heads' rate it would be 20x that.
+  assert 0 < max(moved) < 3e-5, max(moved)
+  again = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=3,
+                          progress=False, log=messages.append)
+  assert again.cached and again.fitted == adapted.fitted and again.evals == adapted.evals
   with pytest.raises(FileNotFoundError, match="config.json"):
     prepare_teacher(tmp_path / "nowhere", train, evaluation, tmp_path / "w")
   assert StudentConfig.from_name("Model_128_64_2_256_2").vocab_size == first.config.vocab_size

@@ -288,3 +288,38 @@ def test_make_optimizer_with_frozen_leaves():
   state_floats = sum(x.size for x in jax.tree.leaves(state)
                      if jnp.issubdtype(x.dtype, jnp.floating))
   assert state_floats == 2 * optim.count_by_label(params, labels)["train"]
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_learning_rate_scales_give_a_parameter_group_its_own_learning_rate(name):
+  """A group at 0.05x the learning rate moves exactly as the same optimizer at that rate (Adam,
+  AdamW and LAMB act leaf by leaf, and their updates are proportional to the rate); other
+  leaves as without the scales; frozen leaves not at all."""
+  config = optim.OptimizerConfig(name=name, learning_rate=1e-2, warmup_steps=1,
+                                 weight_decay=0.05, clip_norm=None)
+  params = _params()
+  grads_seq = [_grads(params, 1), _grads(params, 2, 0.1), _grads(params, 3, 3.0)]
+  scaled = config.replace(learning_rate_scales=(("encoder/dense", 0.05), ("head", 2.0)))
+  got, _ = _run(optim.make_optimizer(scaled, 10), params, grads_seq)
+  base, _ = _run(optim.make_optimizer(config, 10), params, grads_seq)
+  slow, _ = _run(optim.make_optimizer(config.replace(learning_rate=5e-4), 10), params, grads_seq)
+  fast, _ = _run(optim.make_optimizer(config.replace(learning_rate=2e-2), 10), params, grads_seq)
+  for step, step_base, step_slow, step_fast in zip(got, base, slow, fast):
+    for key, value in step.items():
+      expected = (step_slow if key.startswith("encoder/dense/") else
+                  step_fast if key.startswith("head/") else step_base)[key]
+      np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-9, err_msg=key)
+  assert not np.allclose(got[1]["encoder/dense/kernel"], base[1]["encoder/dense/kernel"])
+  # With frozen leaves (the labels of optax.multi_transform) the scales still find their group.
+  labels = optim.freeze_labels(params, _trainable)
+  frozen_got, _ = _run(optim.make_optimizer(scaled, 10, labels), params, grads_seq)
+  for step, step_got in zip(frozen_got, got):
+    for key, value in step.items():
+      np.testing.assert_allclose(value, 0.0 if key in FROZEN else step_got[key], rtol=1e-5,
+                                 atol=1e-9, err_msg=key)
+
+
+@pytest.mark.parametrize("scales", [(("", 0.5),), (("encoder", 0.0),), (("encoder", -1.0),)])
+def test_learning_rate_scales_reject_empty_prefixes_and_non_positive_factors(scales):
+  with pytest.raises(ValueError, match="learning_rate_scales"):
+    optim.OptimizerConfig(learning_rate_scales=scales)
