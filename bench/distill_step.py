@@ -39,8 +39,7 @@ from autodistill.distill.initialization import layer_mapping
 from autodistill.models import BertConfig, StudentConfig, hf
 from autodistill.models.student import StudentForPreTraining
 from autodistill.models.teacher import BertForPreTraining
-from autodistill.train import (OptimizerConfig, TrainState, learning_rate_schedule,
-                               make_optimizer, make_train_step)
+from autodistill.train import OptimizerConfig, TrainState, make_optimizer, make_train_step
 
 ALPHA = 0.5
 LR, WD, CLIP, B1, B2, EPS = 1e-4, 0.01, 1.0, 0.9, 0.999, 1e-6
@@ -189,8 +188,8 @@ def jax_step_fn(student: StudentConfig, teacher: BertConfig, mapping):
 
   config = OptimizerConfig(learning_rate=LR, weight_decay=WD, clip_norm=CLIP, b1=B1, b2=B2,
                            eps=EPS, decay="constant")
-  optimizer = make_optimizer(config, 1000)
-  step = make_train_step(loss_fn, optimizer, learning_rate_schedule(config, 1000))
+  optimizer = make_optimizer(config, 1000)  # with its (constant) schedule: the step's rate is 1
+  step = make_train_step(loss_fn, optimizer)
   return jax.jit(step, donate_argnums=0), optimizer
 
 

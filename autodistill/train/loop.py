@@ -273,7 +273,8 @@ class _Position:
 
 @dataclasses.dataclass(frozen=True)
 class _PhaseSetup:
-  """What a phase's step is built from: freezing labels, optimizer, schedule, state layout."""
+  """What a phase's step is built from: freezing labels, optimizer (at a unit learning rate),
+  the rate of each step (``schedule[s]``), state layout."""
 
   labels: Optional[Params]
   optimizer: Any
@@ -357,9 +358,9 @@ class _Run:
   def _setup(self, i: int, params: Params) -> _PhaseSetup:
     phase = self.phases[i]
     labels = freeze_labels(params, phase.trainable) if phase.trainable else None
-    optimizer = make_optimizer(phase.optimizer, phase.num_steps, labels)
+    optimizer = make_optimizer(phase.optimizer, phase.num_steps, labels, unit_learning_rate=True)
     return _PhaseSetup(labels, optimizer,
-                       learning_rate_schedule(phase.optimizer, phase.num_steps),
+                       _learning_rates(phase.optimizer, phase.num_steps),
                        state_shardings(self.param_shardings, optimizer, self.abstract_params,
                                        self.mesh))
 
@@ -380,11 +381,11 @@ class _Run:
     key = (self.mesh, *_program_key(phase))
     if key not in self.steps:
       batch_sh = sharding.batch_sharding(self.mesh, data_axis=self.options.data_axis)
-      step = make_train_step(phase.loss_fn, setup.optimizer, setup.schedule, setup.labels,
+      step = make_train_step(phase.loss_fn, setup.optimizer, setup.labels,
                              phase.optimizer.grad_accum_steps)
       mask_sh = None if mask is None else jax.tree.map(lambda _: rep, mask)
       self.steps[key] = Program(jax.jit(
-          step, in_shardings=(setup.shardings, batch_sh, context_sh, mask_sh),
+          step, in_shardings=(setup.shardings, batch_sh, context_sh, mask_sh, rep),
           out_shardings=(setup.shardings, None), donate_argnums=0))
     return self.steps[key], place(phase.context, context_sh), mask
 
@@ -409,7 +410,7 @@ class _Run:
     batches = self.train_data.device_batches(self.mesh, self.options.data_axis)
     try:
       for s in range(at.step, phase.num_steps):
-        state, metrics = step_fn(state, next(batches), context, mask)
+        state, metrics = step_fn(state, next(batches), context, mask, setup.schedule[s])
         steps.push(s, metrics)
         if s + 1 < phase.num_steps:
           if self._after_step(i, s + 1, state, steps):
@@ -601,8 +602,19 @@ class _StepLog:
 
 
 def _program_key(phase: Phase) -> tuple[Any, ...]:
-  """What decides a phase's compiled step; phases with equal keys share one."""
-  return (phase.loss_fn, phase.trainable, phase.optimizer, phase.num_steps, phase.mask is None)
+  """What decides a phase's compiled step; phases with equal keys share one. The learning-rate
+  schedule is data (each step's rate is an argument), so step counts, warm-up, decay and peak
+  rate do not count."""
+  optimizer = phase.optimizer.replace(learning_rate=1.0, warmup_steps=0, decay="constant",
+                                      end_lr_fraction=0.0)
+  return (phase.loss_fn, phase.trainable, optimizer, phase.mask is None)
+
+
+def _learning_rates(config: Any, num_steps: int) -> np.ndarray:
+  """The rate of every step of a phase, evaluated once on the host (float32 scalars)."""
+  steps = np.arange(max(num_steps, 1))
+  rates = jax.device_get(learning_rate_schedule(config, num_steps)(steps))
+  return np.broadcast_to(np.asarray(rates, np.float32), steps.shape)  # constant: a scalar
 
 
 def _format(metrics: Mapping[str, float]) -> str:

@@ -122,7 +122,8 @@ def decay_mask(params: Params) -> Params:
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def lamb(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+def lamb(config: OptimizerConfig,
+         schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   """``optax.lamb``'s chain with a configurable first-moment dtype and the decay mask.
 
   Identical to ``optax.lamb(schedule, b1, b2, eps, weight_decay=..., mask=decay_mask)`` when
@@ -140,7 +141,8 @@ def lamb(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTra
   )
 
 
-def adamw(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+def adamw(config: OptimizerConfig,
+          schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   """AdamW with the decay mask: ``optax.adamw(schedule, b1, b2, eps, weight_decay=...,
   mask=decay_mask)`` with a configurable first-moment dtype (tested equal to it)."""
   return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
@@ -173,12 +175,14 @@ def scale_groups(scales: Sequence[tuple[str, float]]) -> optax.GradientTransform
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-OPTIMIZERS: dict[str, Callable[[OptimizerConfig, optax.Schedule], optax.GradientTransformation]] = {
+OPTIMIZERS: dict[str, Callable[[OptimizerConfig, optax.ScalarOrSchedule],
+                                optax.GradientTransformation]] = {
     "lamb": lamb, "adamw": adamw}
 
 
 def make_optimizer(config: OptimizerConfig, total_steps: int,
-                   labels: Optional[Params] = None) -> optax.GradientTransformation:
+                   labels: Optional[Params] = None, *,
+                   unit_learning_rate: bool = False) -> optax.GradientTransformation:
   """The phase's optimizer: clipping + LAMB/AdamW on trainable leaves, nothing on frozen ones.
 
   Args:
@@ -186,8 +190,13 @@ def make_optimizer(config: OptimizerConfig, total_steps: int,
     total_steps: steps of the phase (the schedule decays over them).
     labels: a tree like the parameters with ``"train"`` or ``"frozen"`` leaves (see
       :func:`freeze_labels`); None trains everything.
+    unit_learning_rate: build the optimizer at learning rate 1, without the schedule, for a
+      caller that multiplies the updates by each step's rate itself (the train step does: the
+      rate is then data, and one compiled step serves every schedule, step count and peak
+      rate). The updates of these optimizers are proportional to the rate, so this changes
+      nothing but where the schedule is evaluated.
   """
-  schedule = learning_rate_schedule(config, total_steps)
+  schedule = 1.0 if unit_learning_rate else learning_rate_schedule(config, total_steps)
   inner = OPTIMIZERS[config.name](config, schedule)
   if config.learning_rate_scales:
     inner = optax.chain(inner, scale_groups(config.learning_rate_scales))

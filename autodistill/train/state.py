@@ -61,22 +61,25 @@ def _select_masked(mask: Params, old: Params, new: Params) -> Params:
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, labels: Optional[Params] = None,
-                    grad_accum_steps: int = 1) -> TrainStep:
+                    labels: Optional[Params] = None, grad_accum_steps: int = 1) -> TrainStep:
   """The pure training step of a phase.
 
   Args:
     loss_fn: ``(params, batch, rng, context) -> (loss, metrics)``.
-    optimizer: from :func:`~autodistill.train.optimizers.make_optimizer` (with the same labels).
-    schedule: the learning-rate schedule (logged).
+    optimizer: from :func:`~autodistill.train.optimizers.make_optimizer` (with the same labels),
+      built with ``unit_learning_rate=True`` so that the step applies the rate it is given.
     labels: ``"train"``/``"frozen"`` tree, or None.
     grad_accum_steps: split the batch into this many micro-batches (rows ``i::k``, so every
       device keeps its share) and average their gradients before one update.
 
   Returns:
-    ``train_step(state, batch, context=None, mask=None) -> (state, metrics)``; metrics hold the
-    loss terms, ``grad_norm``, ``param_norm`` and ``learning_rate``. ``mask`` (see the module
-    docstring) holds the parameters where it is false fixed for this step.
+    ``train_step(state, batch, context=None, mask=None, learning_rate=1.0) -> (state,
+    metrics)``; metrics hold the loss terms, ``grad_norm``, ``param_norm`` and
+    ``learning_rate``. ``mask`` (see the module docstring) holds the parameters where it is
+    false fixed for this step. The optimizer's updates are multiplied by ``learning_rate``, a
+    traced scalar: the schedule is evaluated by the caller, so one compiled step serves any
+    schedule, step count and peak rate (flash and regular distillation of one student, every
+    recipe of the tests). With an optimizer that carries its own schedule, leave it at 1.
   """
 
   def loss_with_freezing(params, batch, rng, context, mask):
@@ -90,7 +93,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
 
   grad_fn = jax.value_and_grad(loss_with_freezing, has_aux=True)
 
-  def train_step(state: TrainState, batch: Batch, context: Any = None, mask: Any = None):
+  def train_step(state: TrainState, batch: Batch, context: Any = None, mask: Any = None,
+                 learning_rate: Any = 1.0):
     rng = jax.random.fold_in(state.rng, state.step)
     if grad_accum_steps == 1:
       (_, metrics), grads = grad_fn(state.params, batch, rng, context, mask)
@@ -111,13 +115,14 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
       (grads, metrics), _ = jax.lax.scan(accumulate, zeros, (jnp.arange(k), micro))
       grads, metrics = jax.tree.map(lambda x: x / k, (grads, metrics))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates = jax.tree.map(lambda u: u * jnp.asarray(learning_rate, u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     if labels is not None:
       params = _select_frozen(labels, state.params, params)
     if mask is not None:
       params = _select_masked(mask, state.params, params)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
-                   learning_rate=schedule(state.step))
+                   learning_rate=jnp.asarray(learning_rate, jnp.float32))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

@@ -265,6 +265,41 @@ def _toy_run(workdir, params, num_steps=4):
                     options=RunOptions(checkpoint_every=2, progress=False), log=lambda _: None)
 
 
+def test_the_schedule_is_data_one_step_serves_every_rate_and_step_count(tmp_path):
+  """Phases differing only in step count, peak rate, warm-up and decay run one compiled step
+  (each step's rate is an argument), and the result is that of optax with the schedule inside
+  the optimizer (make_optimizer's own schedule, applied step by step)."""
+  from autodistill.finetune.features import ArrayStream
+  from autodistill.train import make_optimizer
+  import optax
+  mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
+  rep = sharding.replicated(mesh)
+  configs = [OptimizerConfig(learning_rate=0.5, warmup_steps=2),
+             OptimizerConfig(learning_rate=0.2, decay="cosine", end_lr_fraction=0.1),
+             OptimizerConfig(learning_rate=0.3, warmup_steps=1, decay="constant")]
+  steps = [5, 3, 4]
+  phases = [Phase(f"p{i}", n, _toy_loss, c) for i, (n, c) in enumerate(zip(steps, configs))]
+  stream = ArrayStream({"x": np.zeros((16, 1), np.float32)}, global_batch_size=4)
+  params = {"w": jnp.asarray([0.0, 1.0, -2.0])}
+  result, traces = _step_traces(lambda: run_phases(
+      phases, params, param_shardings=jax.tree.map(lambda _: rep, params), mesh=mesh,
+      train_data=stream, workdir=tmp_path / "w",
+      options=RunOptions(checkpoint_every=100, log_every=1, progress=False), log=lambda _: None))
+  assert traces == 1
+  expected = params
+  for config, n in zip(configs, steps):  # each phase: a fresh optimizer and its own schedule
+    tx = make_optimizer(config, n)
+    state = tx.init(expected)
+    for _ in range(n):
+      grads = jax.grad(lambda p: _toy_loss(p, {"x": jnp.zeros((4, 1))}, None, None)[0])(expected)
+      updates, state = tx.update(grads, state, expected)
+      expected = optax.apply_updates(expected, updates)
+  np.testing.assert_allclose(np.asarray(result.params["w"]), np.asarray(expected["w"]),
+                             rtol=1e-6, atol=1e-6)
+  rates = [r["learning_rate"] for r in read_metrics(tmp_path / "w") if "learning_rate" in r]
+  assert rates[:2] == [0.0, pytest.approx(0.25)] and rates[-1] == pytest.approx(0.3)
+
+
 def _track_open_and_close(monkeypatch, cls):
   """Records the instances of ``cls`` created and closed from now on."""
   opened, closed = [], []
