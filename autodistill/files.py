@@ -79,11 +79,15 @@ def read_json(path: PathLike, *, fix: str) -> Any:
     raise damaged(path, error, fix, what="JSON") from None
 
 
-def check_sqlite(path: PathLike, tables: Sequence[str], *, fix: str) -> None:
+def check_sqlite(path: PathLike, tables: Sequence[str], *, fix: str,
+                 new_ok: bool = False) -> None:
   """Checks that an existing file is a readable SQLite database holding ``tables``.
 
   Opens it read-only, so a damaged file is never "repaired" into an empty database (SQLAlchemy
-  and ``sqlite3`` would otherwise create a fresh schema over an emptied file).
+  and ``sqlite3`` would otherwise create a fresh schema over an emptied file). With ``new_ok``
+  a sound database with no tables at all passes: one whose creator is still creating its
+  tables, or was killed between opening the file (which already writes its header) and
+  creating them.
 
   Raises:
     CorruptFileError: it is empty, not SQLite, fails SQLite's quick check, or lacks a table.
@@ -101,5 +105,5 @@ def check_sqlite(path: PathLike, tables: Sequence[str], *, fix: str) -> None:
   if check is None or check[0] != "ok":
     raise CorruptFileError(path, f"fails SQLite's integrity check ({check and check[0]})", fix)
   missing = sorted(set(tables) - names)
-  if missing:
+  if missing and not (new_ok and not names):
     raise CorruptFileError(path, f"lacks the tables {missing} (it holds {sorted(names)})", fix)

@@ -99,7 +99,7 @@ class LatencyCache:
     self.path.parent.mkdir(parents=True, exist_ok=True)
     if self.path.exists() and self.path.stat().st_size:
       files.check_sqlite(self.path, ("latency",), fix="delete it (and latency.sqlite-wal, "
-                         "-shm beside it): the latencies are measured again")
+                         "-shm beside it): the latencies are measured again", new_ok=True)
     # A generous busy timeout lets several sweeping processes share one file.
     self._db = sqlite3.connect(str(self.path), timeout=60.0)
     self._db.execute("PRAGMA journal_mode=WAL")

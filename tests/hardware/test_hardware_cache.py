@@ -112,6 +112,28 @@ def test_a_damaged_cache_is_named_and_never_overwritten(tmp_path):
   LatencyCache(path).close()
 
 
+def test_a_cache_killed_or_racing_before_its_tables_exist_opens_as_a_new_one(tmp_path):
+  """Opening the file writes its header (WAL mode) before the tables are created: a process
+  killed in between, or a second process opening the file in that moment, sees a sound database
+  with no tables, which is a new cache, not a damaged one. One with other tables is damaged."""
+  path = tmp_path / "lat.sqlite"
+  db = sqlite3.connect(str(path))
+  db.execute("PRAGMA journal_mode=WAL")  # what LatencyCache does first
+  db.close()
+  assert path.stat().st_size > 0
+  with LatencyCache(path) as cache:
+    cache.put(_result())
+  with LatencyCache(path) as cache:
+    assert cache.get(measurement_key("Model_128_64_1_384_2")) is not None
+  other = tmp_path / "other.sqlite"
+  db = sqlite3.connect(str(other))
+  db.execute("CREATE TABLE unrelated (x)")
+  db.commit()
+  db.close()
+  with pytest.raises(CorruptFileError, match=r"lacks the tables \['latency'\]"):
+    LatencyCache(other)
+
+
 def test_get_with_key_and_settings_is_ambiguous(tmp_path):
   with LatencyCache(tmp_path / "lat.sqlite") as cache:
     with pytest.raises(ValueError, match="either"):
