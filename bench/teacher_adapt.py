@@ -55,8 +55,9 @@ def _run(workdir: pathlib.Path, mode: str, steps: int, extra: list[str]) -> dict
 def _chance(workdir: pathlib.Path) -> float:
   """The accuracy of always predicting the most frequent held-out masked token."""
   sys.path.insert(0, str(REPO))
-  from autodistill import Experiment, default_config  # pylint: disable=import-outside-toplevel
-  from autodistill.distill.evaluation import chance_mlm_accuracy  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from autodistill import Experiment, default_config
+  from autodistill.distill.evaluation import chance_mlm_accuracy
   with Experiment.create(default_config(), workdir, log=lambda _: None) as exp:
     return chance_mlm_accuracy(exp.eval_data)
 
