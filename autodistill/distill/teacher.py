@@ -106,7 +106,7 @@ def _train(config: BertConfig, params: Params, trainable: Optional[Callable[...,
   result = run_phases([phase], params, param_shardings=param_sh, mesh=mesh,
                       train_data=train_data, workdir=workdir, seed=seed, eval_fn=evaluator,
                       options=RunOptions(eval_at_start=True, checkpoint_every=max(steps // 4, 1),
-                                         eval_every=max(steps // 4, 1),
+                                         eval_every=steps // 4 if steps >= 40 else 0,
                                          log_every=max(min(50, steps // 10), 1),
                                          progress=progress),
                       log=log)
