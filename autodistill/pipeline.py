@@ -337,7 +337,7 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
   s = exp.settings
   stages: dict[str, float] = {}
   steps = [
-      ("teacher", "teacher: tokenize the corpus, fit the heads the checkpoint lacks",
+      ("teacher", "teacher: tokenize the corpus, adapt the teacher to it",
        lambda: prepare_teacher_stage(exp)),
       ("latency", "latency of every student of the space on this device",
        lambda: measure_space_latency(exp)),

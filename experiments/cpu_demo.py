@@ -27,9 +27,9 @@ What it does:
 
 How long: 12.0 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 1.2, latency
 1.1, search 8.2, finalize 1.4; README, "The demo"); later runs in the same workdir reuse the
-tokenized corpus, the fitted heads, the latencies and every finished trial.
+tokenized corpus, the adapted teacher, the latencies and every finished trial.
 
-Produces, in the workdir: ``teacher/`` (fitted heads), ``latency.sqlite`` and ``latency.csv``,
+Produces, in the workdir: ``teacher/`` (the adapted teacher), ``latency.sqlite`` and ``latency.csv``,
 ``study.sqlite`` (the Vizier study), ``trials/<id>/``, ``trials.csv``/``trials.json``,
 ``pareto_front.json``/``pareto_front.png``, ``summary.txt``, ``final/<name>/{student,hf}`` and
 ``pipeline.json``.
