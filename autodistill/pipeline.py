@@ -79,9 +79,8 @@ def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print)
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
                     if isinstance(v, float) and k != "examples")
   exp.log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, "
-          f"from {teacher.source}; trained on the corpus: {', '.join(teacher.fitted) or 'nothing'}; "
-          "held-out "
-          f"{evals}")
+          f"from {teacher.source}; trained on the corpus: "
+          f"{', '.join(teacher.fitted) or 'nothing'}; held-out {evals}")
   return teacher
 
 

@@ -25,12 +25,14 @@ What it does:
 * finalize: the best front student, regular-distilled for 2 x 30 + 120 steps and exported as
   Orbax and Hugging Face checkpoints.
 
-How long: 12.0 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 1.2, latency
-1.1, search 8.2, finalize 1.4; README, "The demo"); later runs in the same workdir reuse the
-tokenized corpus, the adapted teacher, the latencies and every finished trial.
+How long: 12.7 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.9,
+latency 1.4, search 4.5, finalize 1.5, fine-tune 1.3; README, "The demo"); later runs in the
+same workdir reuse the tokenized corpus, the adapted teacher, the latencies and every finished
+trial.
 
-Produces, in the workdir: ``teacher/`` (the adapted teacher), ``latency.sqlite`` and ``latency.csv``,
-``study.sqlite`` (the Vizier study), ``trials/<id>/``, ``trials.csv``/``trials.json``,
+Produces, in the workdir: ``teacher/`` (the adapted teacher), ``latency.sqlite`` and
+``latency.csv``, ``study.sqlite`` (the Vizier study), ``trials/<id>/``,
+``trials.csv``/``trials.json``,
 ``pareto_front.json``/``pareto_front.png``, ``summary.txt``, ``final/<name>/{student,hf}`` and
 ``pipeline.json``.
 
