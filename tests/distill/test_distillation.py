@@ -202,8 +202,7 @@ def test_teacher_without_heads_and_vocab_mismatch_are_explained(tmp_path):
 # Teacher preparation with the real MiniLM teacher
 
 
-def test_minilm_teacher_is_adapted_once_cached_and_adapted_again_when_the_recipe_changes(
-    minilm_dir, tmp_path):
+def test_minilm_heads_are_fitted_on_the_frozen_encoder_once_and_cached(minilm_dir, tmp_path):
   from autodistill.data import ExampleConfig, TextFiles, WordPiece, pretraining_data
   # English-ish text the MiniLM vocabulary covers: the synthetic corpus is made of novel words,
   # so use plain sentences instead.
@@ -243,26 +242,46 @@ def test_minilm_teacher_is_adapted_once_cached_and_adapted_again_when_the_recipe
   for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(second.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0)
 
-  # Another recipe (the default "auto": continued MLM, since MiniLM has no MLM head) is not
-  # served from the cache of the first: the whole model is trained, the encoder slowly.
-  messages.clear()
-  adapted = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=3,
-                            progress=False, log=messages.append)
-  assert not adapted.cached and adapted.fitted == ("encoder", "mlm_head", "nsp_head")
-  assert any("adapted with other settings" in m for m in messages), messages
-  assert any("continued MLM of the whole teacher (encoder at 0.0001, heads at 0.002)" in m
-             for m in messages), messages
-  moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
-           for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(adapted.params["encoder"]))]
-  # Adam moves a weight by about its learning rate per step, here (warm-up over 20 steps)
-  # 1e-4 * (0 + 1 + 2) / 20 = 1.5e-5 in all; at the heads' rate it would be 20x that.
-  assert 0 < max(moved) < 3e-5, max(moved)
-  again = prepare_teacher(minilm_dir, train, evaluation, tmp_path / "w", fit_steps=3,
-                          progress=False, log=messages.append)
-  assert again.cached and again.fitted == adapted.fitted and again.evals == adapted.evals
   with pytest.raises(FileNotFoundError, match="config.json"):
     prepare_teacher(tmp_path / "nowhere", train, evaluation, tmp_path / "w")
   assert StudentConfig.from_name("Model_128_64_2_256_2").vocab_size == first.config.vocab_size
+
+
+def test_a_headless_teacher_gets_continued_mlm_and_another_recipe_adapts_it_again(tmp_path):
+  """The default ("auto") for a checkpoint without heads: the whole model trains, the encoder
+  at its own (smaller) rate; the cached result serves the same recipe only."""
+  from safetensors.numpy import load_file, save_file
+  teacher = tiny_teacher()
+  source = tmp_path / "teacher"
+  hf.export_bert(teacher.config, teacher.params, source)
+  weights = load_file(str(source / "model.safetensors"))
+  save_file({k: v for k, v in weights.items() if not k.startswith("cls.")},
+            str(source / "model.safetensors"))
+  original = hf.load_bert(source)
+  assert {"mlm_head", "nsp_head"} <= set(original.missing)
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  messages = []
+  adapt = functools.partial(prepare_teacher, source, train, evaluation, tmp_path / "w",
+                            fit_steps=3, progress=False, log=messages.append)
+  adapted = adapt()
+  assert not adapted.cached and adapted.fitted == ("encoder", "mlm_head", "nsp_head")
+  assert any("continued MLM of the whole teacher (encoder at 0.0001, heads at 0.002)" in m
+             for m in messages), messages
+  moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+           zip(jax.tree.leaves(original.params["encoder"]),
+               jax.tree.leaves(adapted.params["encoder"]))]
+  # Adam moves a weight by about its learning rate per step, here (warm-up over 20 steps)
+  # 1e-4 * (0 + 1 + 2) / 20 = 1.5e-5 in all; at the heads' rate it would be 20x that.
+  assert 0 < max(moved) < 3e-5, max(moved)
+  again = adapt()
+  assert again.cached and again.fitted == adapted.fitted and again.evals == adapted.evals
+  messages.clear()
+  heads = adapt(adapt="heads")  # another recipe: not served from the first one's cache
+  assert not heads.cached and heads.fitted == ("mlm_head", "nsp_head")
+  assert any("adapted with other settings" in m for m in messages), messages
+  for a, b in zip(jax.tree.leaves(original.params["encoder"]),
+                  jax.tree.leaves(heads.params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_pretrain_teacher_from_scratch_with_the_same_trainer(tmp_path):
