@@ -29,15 +29,14 @@ demo: setup
 # They run at the same time (the sharding tests' output is printed after the others'); both
 # always run, and exit code 5 (nothing selected, e.g. by -k in PYTEST_ARGS) is not a failure.
 # The first spreads its test files over $(TEST_WORKERS) processes (pytest-xdist; a file's tests
-# stay in one process, so module fixtures are built once; the longest files first, see
-# tests/conftest.py); each test is one-threaded tracing and
+# stay in one process, so module fixtures are built once); each test is one-threaded tracing and
 # compiling, so 2 workers use both cores of a 2-core machine, and the few sharding tests fill
 # the gaps.
 TEST_WORKERS ?= 2
 test: setup
 	status=0; sharding_log=$$(mktemp); \
 	AUTODISTILL_TEST_DEVICES=8 $(BIN)/python -m pytest -q -p no:cacheprovider -m "sharding and not slow" $(PYTEST_ARGS) > $$sharding_log 2>&1 & sharding=$$!; \
-	AUTODISTILL_TEST_DEVICES=1 $(BIN)/python -m pytest -q -m "not sharding and not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
+	AUTODISTILL_TEST_DEVICES=1 $(BIN)/python -m pytest -q -m "not sharding and not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || [ $$? -eq 5 ] || status=1; \
 	wait $$sharding || [ $$? -eq 5 ] || status=1; \
 	echo "--- the sharding tests (8 simulated devices) ---"; cat $$sharding_log; rm -f $$sharding_log; \
 	exit $$status

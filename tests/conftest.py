@@ -43,25 +43,6 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 
 
-# The test files that take longest (in this order; seconds of pytest time in a cold, quiet run of
-# `make test PYTEST_ARGS=--durations=0`: 220, 200, 175, 165, 145, 110, 55, 55), collected first.
-# `make test` gives each xdist worker whole files, in collection order (--no-loadscope-reorder), so
-# the long files start early and the short ones fill both workers' ends, instead of the default
-# order (most tests first) that left one worker running both notebooks alone at the end.
-SLOW_FILES = ("tests/search/test_loop.py", "tests/test_main.py",
-              "tests/distill/test_distillation.py", "tests/test_notebooks.py",
-              "tests/train/test_loop.py", "tests/search/test_designers.py",
-              "tests/test_hardening.py", "tests/finetune/test_finetuning.py")
-
-
-def pytest_collection_modifyitems(items):
-  """Collects :data:`SLOW_FILES` first; every file's tests keep their order."""
-  rank = {name: i for i, name in enumerate(SLOW_FILES)}
-  order = sorted(range(len(items)),
-                 key=lambda i: (rank.get(items[i].nodeid.split("::")[0], len(rank)), i))
-  items[:] = [items[i] for i in order]
-
-
 def _missing(message: str):
   """Skips locally, but fails in CI, where `make test` installs the offline data packages."""
   if os.environ.get("CI"):
