@@ -98,6 +98,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.distill.warmup_steps = 4  # warm-up of pre-training distillation; 0 = 2% of pretrain_steps.
   c.distill.learning_rate = 5e-3  # LAMB peak learning rate.
   c.distill.weight_decay = 0.01  # LAMB weight decay.
+  # Weight of the NSP loss in eq. 3; None = 1 if the teacher predicts NSP above chance, else 0.
+  c.distill.nsp_weight = config_dict.placeholder(float)
   c.distill.attention_loss = "kl"  # kl (eq. 1) | relation (MiniLM-v2).
   c.distill.embedding_init = "pca"  # pca | linear | truncate (section 3.3.2).
   c.distill.seed = 0  # initialisation and dropout seed.
@@ -350,6 +352,9 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   steps = _steps(c, "distill")
   _check("distill", "learning_rate", d.learning_rate, _positive, "a positive number")
   _check("distill", "weight_decay", d.weight_decay, lambda v: v >= 0, ">= 0")
+  if d.get("nsp_weight") is not None:
+    _check("distill", "nsp_weight", d.nsp_weight, lambda v: v >= 0,
+           ">= 0 (or None: 1 if the teacher predicts NSP above chance, else 0)")
   _in("distill", "attention_loss", d.attention_loss, ATTENTION_LOSSES)
   _in("distill", "embedding_init", d.embedding_init, RESAMPLERS)
   for field in ("checkpoint_every", "log_every"):
@@ -358,6 +363,7 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   return DistillConfig(
       **steps, optimizer=OptimizerConfig(learning_rate=d.learning_rate,
                                          weight_decay=d.weight_decay),
+      nsp_weight=d.get("nsp_weight"),
       attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
       seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
       log_every=d.log_every, progress=runtime.progress,

@@ -217,7 +217,24 @@ class Experiment:
         adapt=t.adapt, optimizer=TEACHER_OPTIMIZER.replace(learning_rate=t.learning_rate),
         encoder_learning_rate=t.encoder_learning_rate, progress=runtime.progress, log=self.log)
     self.train_data.reset()  # distillation starts from the first batch
+    self._report_nsp(teacher)
     return teacher
+
+  def _report_nsp(self, teacher: Any) -> None:
+    """Says whether eq. 3 keeps L_N for this teacher; an NSP objective needs it."""
+    from autodistill.distill.teacher import nsp_verdict  # pylint: disable=import-outside-toplevel
+    s = self.settings
+    weight = s.distill.for_teacher(teacher).nsp_weight
+    if s.distill.nsp_weight is None:
+      kept = ("next-sentence prediction stays in the distillation objective" if weight else
+              "next-sentence prediction is dropped from the distillation objective (L_N weight "
+              "0 in eq. 3; --config.distill.nsp_weight=1 keeps it)")
+      self.log(f"teacher: {nsp_verdict(teacher.evals)[1]}: {kept}")
+    if not weight and "nsp_accuracy" in s.search.objectives:
+      raise config_lib.ConfigError(
+          "config.search.objectives includes nsp_accuracy, but the students are not trained on "
+          "next-sentence prediction (distill.nsp_weight is 0 for this teacher); drop "
+          "nsp_accuracy from the objectives or set --config.distill.nsp_weight=1.")
 
   @functools.cached_property
   def latency_cache(self) -> Any:

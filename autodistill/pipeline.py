@@ -75,7 +75,9 @@ def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print)
   files.write_json(exp.workdir / "teacher" / "summary.json", {
       "source": teacher.source, "layers": teacher.config.num_layers,
       "hidden_size": teacher.config.hidden_size, "trained": list(teacher.fitted),
-      "evals": teacher.evals})
+      "evals": teacher.evals,
+      # eq. 3's weight of L_N for the students (0: the teacher predicts NSP at chance).
+      "nsp_weight": exp.settings.distill.for_teacher(teacher).nsp_weight})
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
                     if isinstance(v, float) and k != "examples")
   exp.log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, "
@@ -361,7 +363,8 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
   pipeline = PipelineResult(
       workdir=str(exp.workdir), stages=stages,
       teacher={"source": teacher.source, "trained": list(teacher.fitted),
-               "evals": teacher.evals},
+               "evals": teacher.evals,
+               "nsp_weight": exp.settings.distill.for_teacher(teacher).nsp_weight},
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
               "dominating_baseline": [r.trial_id for r in result.dominating_baseline],
               "latencies_measured": sum(r.ok for r in latencies)},

@@ -153,6 +153,12 @@ def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkey
   assert "teacher: 2 layers" in result.stdout
   summary = json.loads((workdir / "teacher" / "summary.json").read_text())
   assert summary["layers"] == 2 and 0.0 <= summary["evals"]["mlm_accuracy"] <= 1.0
+  # The tiny random teacher predicts NSP at chance: L_N leaves eq. 3, so no NSP objective.
+  assert "next-sentence prediction is dropped from the distillation objective" in result.stdout
+  assert summary["nsp_weight"] == 0.0
+  nsp_objective = make_config(root, **{"search.objectives": ("nsp_accuracy", "latency_ms")})
+  result = run("teacher", nsp_objective, "work")
+  one_line_error(result, "includes nsp_accuracy", "--config.distill.nsp_weight=1")
 
   result = run("latency", config, "work", check=0)
   rows = (workdir / "latency.csv").read_text().strip().splitlines()

@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 from autodistill import files, sharding
 from autodistill.distill import losses
 from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.distill.teacher import nsp_verdict
 from autodistill.distill.initialization import (FeatureProjections, init_projections,
                                                 init_student_from_teacher, layer_mapping)
 from autodistill.errors import damaged
@@ -141,6 +142,10 @@ class DistillConfig:
     optimizer: LAMB settings; warm-up comes from the plan for pre-training distillation, and
       each progressive stage warms up over its first 10% of steps.
     alpha: weight of the hard MLM loss in eq. 3 (MobileBERT: 0.5).
+    nsp_weight: weight of L_N in eq. 3 (the paper: 1). None (the default): 1 if the teacher
+      predicts next sentences better than chance on the held-out data, else 0, so that the
+      student is not trained towards labels nobody can predict from this corpus
+      (:func:`~autodistill.distill.teacher.nsp_verdict`; :func:`distill` decides it).
     temperature: softmax temperature of the MLM distillation term.
     attention_loss: "kl" (eq. 1) or "relation" (MiniLM-v2 Q/K/V relations).
     relation_heads: relation heads for "relation" (None: the largest count <= 12 dividing both
@@ -170,6 +175,7 @@ class DistillConfig:
   progressive: bool = True
   optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3, weight_decay=0.01)
   alpha: float = 0.5
+  nsp_weight: Optional[float] = None
   temperature: float = 1.0
   attention_loss: str = "kl"
   relation_heads: Optional[int] = None
@@ -193,6 +199,9 @@ class DistillConfig:
                        f"{sorted(losses.ATTENTION_LOSSES)}.")
     if not 0.0 <= self.alpha <= 1.0:
       raise ValueError(f"alpha must be in [0, 1] (eq. 3), got {self.alpha}.")
+    if self.nsp_weight is not None and not self.nsp_weight >= 0:
+      raise ValueError(f"nsp_weight must be >= 0 (or None: from the teacher), got "
+                       f"{self.nsp_weight}.")
     if self.temperature <= 0:
       raise ValueError(f"temperature must be positive, got {self.temperature}.")
     if self.progressive_program not in PROGRESSIVE_PROGRAMS:
@@ -204,6 +213,17 @@ class DistillConfig:
 
   def replace(self, **changes) -> "DistillConfig":
     return dataclasses.replace(self, **changes)
+
+  def for_teacher(self, teacher: Any) -> "DistillConfig":
+    """This recipe with ``nsp_weight`` decided for ``teacher``: as set, or (None) 1 if the
+    teacher's held-out evaluations (``teacher.evals``, e.g. a
+    :class:`~autodistill.distill.PreparedTeacher`) show that it predicts next sentences better
+    than chance, else 0; 1 for a teacher without them (eq. 3 as published)."""
+    if self.nsp_weight is not None:
+      return self
+    evals = getattr(teacher, "evals", None) or {}
+    learned = "nsp_accuracy" not in evals or nsp_verdict(evals)[0]
+    return self.replace(nsp_weight=1.0 if learned else 0.0)
 
   def plan(self, num_blocks: int) -> StepPlan:
     return step_plan(self.preset, num_blocks, self.scale, steps_per_block=self.steps_per_block,
@@ -274,11 +294,13 @@ class _Recipe:
   temperature: float
   mha_weight: float
   fm_weight: float
+  nsp_weight: float
 
   @classmethod
   def of(cls, config: DistillConfig) -> "_Recipe":
     return cls(config.dtype, config.attention_loss, config.alpha, config.temperature,
-               config.mha_weight, config.fm_weight)
+               config.mha_weight, config.fm_weight,
+               1.0 if config.nsp_weight is None else float(config.nsp_weight))
 
 
 def _any_block(path: tuple[str, ...]) -> bool:
@@ -385,7 +407,8 @@ class _Losses:
                                rngs={"dropout": rng}, **self._select(context.get("elastic")))
     terms = losses.pretraining_distill_loss(
         s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
-        alpha=self.recipe.alpha, temperature=self.recipe.temperature)
+        alpha=self.recipe.alpha, temperature=self.recipe.temperature,
+        nsp_weight=self.recipe.nsp_weight)
     loss = terms.pop("loss")
     return loss, terms
 
@@ -567,7 +590,8 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
     train_data, eval_data: :class:`~autodistill.data.PretrainingData` pipelines (the batch size is
       the pipeline's; the presets' 2048 is the paper's).
     workdir: checkpoints, metrics, ``result.json`` and the final ``student/`` parameters.
-    config: the recipe.
+    config: the recipe (``nsp_weight=None`` is decided for the teacher:
+      :meth:`DistillConfig.for_teacher`).
     mesh: device mesh (default: ``config.mesh_shape`` over all devices).
     rules: logical-axis rules mapping parameters onto the mesh.
     log: progress messages.
@@ -589,6 +613,7 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
   if isinstance(student, str):
     student = StudentConfig.from_name(student)
   _check_teacher(teacher)
+  config = config.for_teacher(teacher)
   workdir = pathlib.Path(workdir)
   watch = Stopwatch()
   with watch("setup"):
@@ -618,7 +643,8 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
   log(f"distilling {student.name} from a {teacher.config.num_layers}-layer teacher: "
       f"{plan.num_blocks} x {plan.steps_per_block} progressive + {plan.pretrain_steps} "
       f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
-      f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}")
+      f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}"
+      + ("" if config.nsp_weight else "; next-sentence prediction dropped (nsp_weight 0)"))
   if envelope is not None:
     log(f"in the elastic envelope ({envelope.describe()}): one set of compiled programs for "
         "all its students; the parameter counts below are the envelope's")
@@ -665,7 +691,7 @@ def _write_summary(workdir: pathlib.Path, student: StudentConfig, result: RunRes
       "student": student.name, "student_config": dataclasses.asdict(student),
       "evals": result.evals, "plan": dataclasses.asdict(plan), "seconds": result.seconds,
       "timings": timings, "global_step": result.global_step, "preset": config.preset,
-      "scale": config.scale,
+      "scale": config.scale, "nsp_weight": config.nsp_weight,
       "envelope": None if envelope is None else {
           "config": dataclasses.asdict(envelope.config), "num_heads": envelope.num_heads,
           "head_size": envelope.head_size},

@@ -71,6 +71,7 @@ def pretraining_eval_step(apply_fn: Callable[..., Any]) -> Callable[..., dict[st
         "mlm_correct": jnp.sum(mlm_hit * w), "mlm_count": jnp.sum(w),
         "mlm_loss_sum": losses.mlm_loss(out.mlm_logits, batch["masked_lm_ids"], w) * jnp.sum(w),
         "nsp_correct": jnp.sum(nsp_hit * ex), "nsp_count": jnp.sum(ex),
+        "nsp_positive": jnp.sum(batch["next_sentence_labels"].astype(jnp.float32) * ex),
         "nsp_loss_sum": losses.nsp_loss(out.nsp_logits, batch["next_sentence_labels"], ex)
                         * jnp.sum(ex),
     }
@@ -82,7 +83,9 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
                                param_shardings: Any = None, data_axis: str = "data",
                                programs: Optional[dict[Any, Any]] = None
                                ) -> Callable[[Params], dict[str, float]]:
-  """``evaluate(params) -> {"mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss", "examples"}``.
+  """``evaluate(params) -> {"mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss", "examples",
+  "nsp_majority"}``; ``nsp_majority`` is the share of the more frequent NSP label among the
+  held-out examples (the accuracy of always predicting it).
 
   The step is jitted once (or taken from ``programs``, where evaluators of the same ``apply_fn``
   on the same mesh share it); every call makes one full pass over ``eval_data`` from its start.
@@ -105,12 +108,14 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
     if not totals or totals["mlm_count"] == 0:
       raise ValueError("the evaluation split produced no masked predictions; raise "
                        "eval_fraction or check the corpus.")
+    positive = totals["nsp_positive"] / max(totals["nsp_count"], 1.0)
     return {
         "mlm_accuracy": totals["mlm_correct"] / totals["mlm_count"],
         "nsp_accuracy": totals["nsp_correct"] / max(totals["nsp_count"], 1.0),
         "mlm_loss": totals["mlm_loss_sum"] / totals["mlm_count"],
         "nsp_loss": totals["nsp_loss_sum"] / max(totals["nsp_count"], 1.0),
         "examples": float(totals["nsp_count"]),
+        "nsp_majority": max(positive, 1.0 - positive),
     }
 
   return evaluate

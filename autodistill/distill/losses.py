@@ -186,8 +186,9 @@ def nsp_loss(logits: Array, labels: Array, example_mask: Optional[Array] = None)
 
 def pretraining_distill_loss(student_mlm_logits: Array, teacher_mlm_logits: Array,
                              student_nsp_logits: Array, batch: dict[str, Array], *,
-                             alpha: float, temperature: float = 1.0) -> dict[str, Array]:
-  """Eq. 3, L_D = α·L_M + (1 − α)·L_MD + L_N, on the masked positions.
+                             alpha: float, temperature: float = 1.0,
+                             nsp_weight: float = 1.0) -> dict[str, Array]:
+  """Eq. 3, L_D = α·L_M + (1 − α)·L_MD + w_N·L_N, on the masked positions (the paper: w_N = 1).
 
   Args:
     student_mlm_logits, teacher_mlm_logits: [batch, predictions, vocab] at
@@ -197,6 +198,8 @@ def pretraining_distill_loss(student_mlm_logits: Array, teacher_mlm_logits: Arra
       ``next_sentence_labels``, ``example_mask``).
     alpha: weight of the hard MLM loss, in [0, 1].
     temperature: softmax temperature of L_MD.
+    nsp_weight: w_N; 0 drops next-sentence prediction from the objective (``"nsp"`` is still
+      reported), for a teacher that does not predict it better than chance.
 
   Returns:
     ``{"loss": L_D, "mlm": L_M, "mlm_distill": L_MD, "nsp": L_N}``.
@@ -209,7 +212,8 @@ def pretraining_distill_loss(student_mlm_logits: Array, teacher_mlm_logits: Arra
       "nsp": nsp_loss(student_nsp_logits, batch["next_sentence_labels"],
                       batch.get("example_mask")),
   }
-  terms["loss"] = alpha * terms["mlm"] + (1.0 - alpha) * terms["mlm_distill"] + terms["nsp"]
+  terms["loss"] = (alpha * terms["mlm"] + (1.0 - alpha) * terms["mlm_distill"]
+                   + nsp_weight * terms["nsp"])
   return terms
 
 

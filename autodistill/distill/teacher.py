@@ -50,6 +50,11 @@ TEACHER_OPTIMIZER = OptimizerConfig(name="adamw", learning_rate=2e-3, warmup_ste
                                     weight_decay=0.01)
 
 
+# How far above always predicting the majority label the teacher's held-out NSP accuracy must be
+# for next-sentence prediction to count as learned (see :func:`nsp_verdict`).
+NSP_STANDARD_ERRORS = 3.0
+
+
 class NonFiniteTeacherError(UserError, FloatingPointError):
   """The teacher's held-out losses, or the losses of fitting its heads, are NaN or infinite."""
 
@@ -75,6 +80,31 @@ class PreparedTeacher:
   fitted: tuple[str, ...]
   evals: dict[str, float]
   cached: bool = False
+
+  @property
+  def nsp_learned(self) -> bool:
+    """Whether the teacher predicts next sentences better than chance (:func:`nsp_verdict`)."""
+    return nsp_verdict(self.evals)[0]
+
+
+def nsp_verdict(evals: dict[str, float]) -> tuple[bool, str]:
+  """(learned, why): does a teacher predict NSP better than always guessing the majority label?
+
+  Learned when its held-out NSP accuracy exceeds the majority label's share by more than
+  :data:`NSP_STANDARD_ERRORS` standard errors of an accuracy over the held-out examples,
+  sqrt(p (1 - p) / n). A teacher that has not learned NSP (a small corpus of short sequences
+  gives it little to learn from; the demo's MiniLM teacher stays at 50-53%) would distil noise
+  through L_N, so ``DistillConfig.nsp_weight=None`` then drops L_N from eq. 3 (weight 0).
+  Evaluations without ``nsp_majority`` (an older cache) take a majority share of 1/2.
+  """
+  n = max(float(evals.get("examples", 0.0)), 1.0)
+  accuracy, majority = float(evals["nsp_accuracy"]), float(evals.get("nsp_majority", 0.5))
+  margin = NSP_STANDARD_ERRORS * math.sqrt(majority * (1.0 - majority) / n)
+  learned = accuracy > majority + margin
+  why = (f"held-out NSP accuracy {accuracy:.1%} {'>' if learned else '<='} the majority label's "
+         f"{majority:.1%} + {NSP_STANDARD_ERRORS:g} standard errors ({margin:.1%}, "
+         f"{n:.0f} examples)")
+  return learned, why
 
 
 def _mlm_nsp_loss(model: BertForPreTraining) -> Callable[..., Any]:

@@ -1,5 +1,6 @@
 """Flash/Regular Distillation end to end on tiny models, presets, and teacher preparation."""
 
+import dataclasses
 import functools
 import json
 
@@ -10,7 +11,7 @@ import pytest
 from autodistill.distill import (PRESETS, DistillConfig, OptimizerConfig, distill, load_distilled,
                                  prepare_teacher, step_plan)
 from autodistill.distill.distillation import _elastic_losses, _Recipe, elastic_envelope
-from autodistill.distill.teacher import PreparedTeacher
+from autodistill.distill.teacher import PreparedTeacher, nsp_verdict
 from autodistill.models import StudentConfig, hf
 from autodistill.train import read_metrics
 
@@ -175,18 +176,49 @@ def test_students_that_cannot_share_an_envelope_are_named():
   assert envelope is None and "attention_loss='kl'" in why
 
 
-def test_relation_distillation_with_mismatched_heads(tmp_path):
+def test_relation_distillation_with_mismatched_heads_and_nsp_dropped(tmp_path):
   _, train, evaluation = tiny_data(tmp_path / "data")
   # Teacher: 4 heads x 8 wide; student: 3 heads, 16-wide attention (heads do not line up).
   student = tiny_student(num_heads=3, bottleneck_size=18, num_blocks=1)
-  config = DistillConfig(steps_per_block=2, pretrain_steps=1, warmup_steps=0,
-                         attention_loss="relation", progress=False, eval_at_start=False)
-  result = distill(student, tiny_teacher(), train, evaluation, tmp_path / "w", config,
+  config = DistillConfig(steps_per_block=2, pretrain_steps=2, warmup_steps=0,
+                         attention_loss="relation", progress=False, eval_at_start=False,
+                         log_every=1)
+  # A teacher at chance on NSP (52% against a 50% majority over 1,000 examples): L_N leaves eq. 3.
+  teacher = dataclasses.replace(tiny_teacher(), evals={
+      "mlm_accuracy": 0.1, "nsp_accuracy": 0.52, "nsp_majority": 0.5, "examples": 1000.0})
+  result = distill(student, teacher, train, evaluation, tmp_path / "w", config,
                    log=lambda _: None)
   records = [r for r in read_metrics(tmp_path / "w")
              if r.get("phase") == "progressive/block_0" and "loss" in r]
   assert records and all(np.isfinite(r["mha"]) and r["mha"] >= 0 for r in records)
   assert np.isfinite(result.mlm_accuracy)
+  records = [r for r in read_metrics(tmp_path / "w")
+             if r.get("phase") == "pretraining_distillation" and "loss" in r]
+  assert len(records) == 2
+  for r in records:  # the NSP loss is still reported, but not part of the loss
+    assert r["nsp"] > 0.1
+    np.testing.assert_allclose(r["loss"], 0.5 * r["mlm"] + 0.5 * r["mlm_distill"], rtol=1e-5)
+  assert json.loads((tmp_path / "w" / "result.json").read_text())["nsp_weight"] == 0.0
+
+
+def test_nsp_is_dropped_only_for_a_teacher_at_chance():
+  # 3 standard errors of an accuracy at p = 0.5 over 900 examples: 3 * sqrt(0.25 / 900) = 5%.
+  at_chance = {"nsp_accuracy": 0.549, "nsp_majority": 0.5, "examples": 900.0}
+  learned = {"nsp_accuracy": 0.551, "nsp_majority": 0.5, "examples": 900.0}
+  assert not nsp_verdict(at_chance)[0] and nsp_verdict(learned)[0]
+  assert "5.0%, 900 examples" in nsp_verdict(at_chance)[1]
+  # Against a 60% majority over 2,400 examples: 3 * sqrt(0.24 / 2400) = 3%.
+  assert not nsp_verdict({"nsp_accuracy": 0.629, "nsp_majority": 0.6, "examples": 2400})[0]
+  assert nsp_verdict({"nsp_accuracy": 0.631, "nsp_majority": 0.6, "examples": 2400})[0]
+
+  def weight(config, evals):
+    return config.for_teacher(dataclasses.replace(tiny_teacher(), evals=evals)).nsp_weight
+  assert weight(DistillConfig(), at_chance) == 0.0
+  assert weight(DistillConfig(), learned) == 1.0
+  assert weight(DistillConfig(), {}) == 1.0  # no held-out evaluation: eq. 3 as published
+  assert weight(DistillConfig(nsp_weight=0.5), at_chance) == 0.5  # set explicitly: kept
+  with pytest.raises(ValueError, match="nsp_weight must be >= 0"):
+    DistillConfig(nsp_weight=-1.0)
 
 
 def test_teacher_without_heads_and_vocab_mismatch_are_explained(tmp_path):
@@ -323,6 +355,11 @@ def test_held_out_batches_are_built_once_and_give_the_same_accuracy(tmp_path, mo
   evaluate = evaluation.make_pretraining_evaluator(apply_fn, held_out, mesh)
   first = evaluate(params)
   assert evaluate(params) == first and len(passes) == 1  # the second pass reuses the batches
+  # The majority NSP label's share, counted here from the held-out examples themselves.
+  labels = np.concatenate([np.asarray(b["next_sentence_labels"])[np.asarray(b["example_mask"]) > 0]
+                           for b in real(mesh, "data")])
+  assert len(labels) == first["examples"] > 0
+  np.testing.assert_allclose(first["nsp_majority"], max(labels.mean(), 1 - labels.mean()))
   # A split over the size limit is read from the pipeline on every pass, with the same result.
   monkeypatch.setattr(evaluation, "DEVICE_CACHE_BYTES", 1)
   _, _, big = tiny_data(tmp_path / "data")  # the same split, as a new pipeline

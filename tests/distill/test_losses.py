@@ -339,15 +339,15 @@ def test_nsp_loss_matches_numpy_with_example_mask(rng):
   np.testing.assert_allclose(nsp_loss(logits, labels), nll.mean(), rtol=RTOL)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
-def test_pretraining_distill_loss_is_eq3(rng, alpha):
+@pytest.mark.parametrize("alpha,nsp_weight", [(0.0, 1.0), (0.3, 1.0), (1.0, 1.0), (0.5, 0.0)])
+def test_pretraining_distill_loss_is_eq3(rng, alpha, nsp_weight):
   student, teacher, labels, weights = _mlm_inputs(rng)
   nsp_logits = rng.normal(size=(2, 2)).astype(np.float32)
   batch = {"masked_lm_ids": labels, "masked_lm_weights": weights,
            "next_sentence_labels": np.array([1, 0], np.int32),
            "example_mask": np.array([1.0, 1.0], np.float32)}
   out = pretraining_distill_loss(student, teacher, nsp_logits, batch, alpha=alpha,
-                                        temperature=2.0)
+                                 temperature=2.0, nsp_weight=nsp_weight)
   assert set(out) == {"loss", "mlm", "mlm_distill", "nsp"}
   l_m = _np_mlm(student, labels, weights)
   l_md = _np_mlm_distill(student, teacher, weights, 2.0)
@@ -355,7 +355,9 @@ def test_pretraining_distill_loss_is_eq3(rng, alpha):
   np.testing.assert_allclose(out["mlm"], l_m, rtol=RTOL)
   np.testing.assert_allclose(out["mlm_distill"], l_md, rtol=RTOL)
   np.testing.assert_allclose(out["nsp"], l_n, rtol=RTOL)
-  np.testing.assert_allclose(out["loss"], alpha * l_m + (1 - alpha) * l_md + l_n, rtol=RTOL)
+  np.testing.assert_allclose(out["nsp"], l_n, rtol=RTOL)  # reported even with weight 0
+  np.testing.assert_allclose(out["loss"], alpha * l_m + (1 - alpha) * l_md + nsp_weight * l_n,
+                             rtol=RTOL)
 
 
 # ---------------------------------------------------------------------------------------------
