@@ -87,7 +87,7 @@ def test_no_import_cycle_among_autodistill_modules():
 # The floors, bottom to top: a module imports only from its own floor or those below.
 FLOORS = [
     {"autodistill.errors", "autodistill.files", "autodistill.workdir", "autodistill.sharding",
-     "autodistill.timing",
+     "autodistill.timing", "autodistill.progress",
      "autodistill.models", "autodistill.space", "autodistill.data", "autodistill.hardware"},
     {"autodistill.train"},
     {"autodistill.distill", "autodistill.finetune", "autodistill.export"},

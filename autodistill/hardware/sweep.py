@@ -17,7 +17,6 @@ import sys
 from typing import Callable, Iterable, Optional
 
 import jax.numpy as jnp
-import tqdm
 
 from autodistill.hardware import devices
 from autodistill.hardware import latency as latency_lib
@@ -25,6 +24,7 @@ from autodistill.hardware.cache import (CACHE_FILENAME, LatencyCache, check_resu
                                         write_results)
 from autodistill.hardware.latency import (MAX_RUNS, MIN_RUNS, MIN_TIME_S, WARMUP, Architecture,
                                           DtypeLike, LatencyResult)
+from autodistill.progress import progress_bar
 
 PathLike = str | os.PathLike
 
@@ -55,7 +55,7 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
       processes used more than this many cores, keeping the less contended result (None or
       < 0: never).
     interleave: how many candidates are compiled and timed together (1: one at a time).
-    progress: show a tqdm progress bar.
+    progress: show progress (autodistill.progress: a bar on a terminal, lines in a log).
     Other arguments: as for :func:`~autodistill.hardware.measure_many`.
 
   Returns:
@@ -81,9 +81,9 @@ def measure_space(archs: Iterable[Architecture], cache: LatencyCache, *,
       found[key] = cached
     else:
       todo[key] = config
-  bar = tqdm.tqdm(total=len(found) + len(todo), initial=len(found), unit="arch",
-                  desc=f"latency on {devices.device_label(device)}", disable=not progress,
-                  file=sys.stderr, dynamic_ncols=True)
+  bar = progress_bar(len(found) + len(todo), initial=len(found), unit="arch",
+                     desc=f"latency on {devices.device_label(device)}", enabled=progress,
+                     file=sys.stderr, dynamic_ncols=True)
   try:
     pending = iter(todo.items())
     while group := list(itertools.islice(pending, interleave)):

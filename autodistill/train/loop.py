@@ -37,10 +37,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from autodistill import sharding
 from autodistill.errors import Interrupted, UserError
+from autodistill.progress import progress_bar
 from autodistill.timing import Stopwatch
 from autodistill.train.checkpointing import Checkpoints, phase_plan
 from autodistill.train.early_stopping import BestSoFar, EarlyStopping
@@ -567,8 +567,8 @@ class _StepLog:
     self._phase, self._offset, self._writer = phase, offset, writer
     self._log_every = options.log_every
     self._pending: Optional[tuple[int, dict[str, jax.Array]]] = None
-    self._bar = tqdm(total=phase.num_steps, initial=first_step, desc=phase.name,
-                     disable=not options.progress, dynamic_ncols=True, leave=False)
+    self._bar = progress_bar(phase.num_steps, initial=first_step, desc=phase.name, unit="steps",
+                             enabled=options.progress, dynamic_ncols=True, leave=False)
 
   def push(self, s: int, metrics: dict[str, jax.Array]) -> None:
     """Holds step ``s``'s metrics after checking the previous step's."""

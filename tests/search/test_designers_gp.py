@@ -87,3 +87,14 @@ def test_gp_bandit_finds_the_optimum_that_random_search_misses():
   # rank 144-312 and 19-239).
   _, gp_ranks = _continue("gp_bandit", problem, warm, GP_BUDGET, stop_below=NEAR)
   assert min(gp_ranks) < NEAR, gp_ranks
+
+
+def test_vizier_warning_about_batched_suggestions_is_dropped(caplog):
+  import logging  # pylint: disable=import-outside-toplevel
+  from autodistill.search.designers import gp_bandit  # noqa: F401  installs the filter
+  absl_logger = logging.getLogger("absl")
+  with caplog.at_level(logging.WARNING):
+    absl_logger.warning("GAUSSIAN_PROCESS_BANDIT currently is not optimized for batched "
+                        "suggestions. Suggestions in the batch are likely to be very similar.")
+    absl_logger.warning("another warning")
+  assert [r.getMessage() for r in caplog.records] == ["another warning"]

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from typing import Any, Optional, Sequence
 
 import equinox as eqx
@@ -84,6 +85,18 @@ SCORE_BATCH = 1024
 
 # The trial axis is padded to a power of two (module docstring): one compiled fit per size.
 GP_PADDING = padding.PaddingSchedule(num_trials=padding.PaddingType.POWERS_OF_2)
+
+
+class _BatchedSuggestionWarning(logging.Filter):
+  """Drops Vizier's warning that a batch of GP-bandit suggestions is "likely to be very similar":
+  we ask for several on purpose, as candidates from which the replay keeps the ones no trial
+  has evaluated (``replay.NOVELTY_CANDIDATES``), so in a search's output it is only noise."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "not optimized for batched" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_BatchedSuggestionWarning())
 
 # Drop JAX's compilation caches after every CLEAR_JAX_CACHES_EVERY-th gp_bandit suggestion
 # (module docstring); 1 = after each, 0 = never.
