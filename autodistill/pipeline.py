@@ -79,7 +79,7 @@ def prepare_teacher_stage(config: Any, workdir: Any = None, *, log: Log = print)
       # eq. 3's weight of L_N for the students (0: the teacher predicts NSP at chance).
       "nsp_weight": exp.settings.distill.for_teacher(teacher).nsp_weight})
   evals = ", ".join(f"{k} {v:.4f}" for k, v in sorted(teacher.evals.items())
-                    if isinstance(v, float) and k != "examples")
+                    if isinstance(v, float) and k not in ("examples", "mlm_predictions"))
   exp.log(f"teacher: {teacher.config.num_layers} layers, hidden {teacher.config.hidden_size}, "
           f"from {teacher.source}; trained on the corpus: "
           f"{', '.join(teacher.fitted) or 'nothing'}; held-out {evals}")
@@ -357,6 +357,7 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
       done[name] = run()
       stages[name] = round(time.time() - t, 1)
   teacher, latencies, result, final, tuned = (done[name] for name, _, _ in steps)
+  from autodistill.search.report import versus_baseline  # pylint: disable=import-outside-toplevel
   outputs = dict(result.outputs, latency=str(exp.workdir / "latency.csv"),
                  final=str(exp.workdir / "final" / "summary.json"),
                  finetune=str(exp.workdir / "finetune" / "report.md"))
@@ -367,6 +368,7 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
                "nsp_weight": exp.settings.distill.for_teacher(teacher).nsp_weight},
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
               "dominating_baseline": [r.trial_id for r in result.dominating_baseline],
+              "versus_baseline": versus_baseline(result.records, s.search.objectives),
               "latencies_measured": sum(r.ok for r in latencies)},
       final=final, outputs=outputs, seconds=round(time.time() - start, 1),
       finetune=[{"model": r.model, "task": r.task, "scores": r.scores, "metric": r.metric,
@@ -384,6 +386,7 @@ def final_summary(result: PipelineResult) -> str:
   lines.append(f"search: {result.search['trials']} trials; Pareto front: trials "
                f"{result.search['front']}; dominating the baseline: "
                f"{result.search['dominating_baseline'] or 'none'}")
+  lines += result.search.get("versus_baseline", [])
   for student in result.final:
     regular = student.get("regular", {})
     lines.append(f"finalized {student['name']} (trial {student['trial_id']}): "

@@ -11,6 +11,7 @@ later trials of a search worker, skip the host-side pipeline (about a second per
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any, Callable, Iterator, Optional
 
@@ -66,10 +67,11 @@ def pretraining_eval_step(apply_fn: Callable[..., Any]) -> Callable[..., dict[st
     w = batch["masked_lm_weights"].astype(jnp.float32)
     ex = batch["example_mask"].astype(jnp.float32)
     mlm_hit = (jnp.argmax(out.mlm_logits, -1) == batch["masked_lm_ids"]).astype(jnp.float32)
+    nll = losses.mlm_token_losses(out.mlm_logits, batch["masked_lm_ids"])
     nsp_hit = (jnp.argmax(out.nsp_logits, -1) == batch["next_sentence_labels"]).astype(jnp.float32)
     return {
         "mlm_correct": jnp.sum(mlm_hit * w), "mlm_count": jnp.sum(w),
-        "mlm_loss_sum": losses.mlm_loss(out.mlm_logits, batch["masked_lm_ids"], w) * jnp.sum(w),
+        "mlm_loss_sum": jnp.sum(nll * w), "mlm_loss_sq_sum": jnp.sum(nll * nll * w),
         "nsp_correct": jnp.sum(nsp_hit * ex), "nsp_count": jnp.sum(ex),
         "nsp_positive": jnp.sum(batch["next_sentence_labels"].astype(jnp.float32) * ex),
         "nsp_loss_sum": losses.nsp_loss(out.nsp_logits, batch["next_sentence_labels"], ex)
@@ -84,8 +86,11 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
                                programs: Optional[dict[Any, Any]] = None
                                ) -> Callable[[Params], dict[str, float]]:
   """``evaluate(params) -> {"mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss", "examples",
-  "nsp_majority"}``; ``nsp_majority`` is the share of the more frequent NSP label among the
-  held-out examples (the accuracy of always predicting it).
+  "nsp_majority", "mlm_predictions", "mlm_loss_std"}``: ``nsp_majority`` is the share of the
+  more frequent NSP label among the held-out examples (the accuracy of always predicting it),
+  ``mlm_predictions`` the number of held-out masked predictions the MLM metrics average over, and
+  ``mlm_loss_std`` the standard deviation of their losses (the noise of ``mlm_loss`` is
+  ``mlm_loss_std / sqrt(mlm_predictions)``, :func:`autodistill.search.pareto.metric_noise`).
 
   The step is jitted once (or taken from ``programs``, where evaluators of the same ``apply_fn``
   on the same mesh share it); every call makes one full pass over ``eval_data`` from its start.
@@ -109,6 +114,8 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
       raise ValueError("the evaluation split produced no masked predictions; raise "
                        "eval_fraction or check the corpus.")
     positive = totals["nsp_positive"] / max(totals["nsp_count"], 1.0)
+    mean_loss = totals["mlm_loss_sum"] / totals["mlm_count"]
+    loss_var = max(totals["mlm_loss_sq_sum"] / totals["mlm_count"] - mean_loss ** 2, 0.0)
     return {
         "mlm_accuracy": totals["mlm_correct"] / totals["mlm_count"],
         "nsp_accuracy": totals["nsp_correct"] / max(totals["nsp_count"], 1.0),
@@ -116,6 +123,7 @@ def make_pretraining_evaluator(apply_fn: Callable[..., Any], eval_data: Any, mes
         "nsp_loss": totals["nsp_loss_sum"] / max(totals["nsp_count"], 1.0),
         "examples": float(totals["nsp_count"]),
         "nsp_majority": max(positive, 1.0 - positive),
+        "mlm_predictions": totals["mlm_count"], "mlm_loss_std": math.sqrt(loss_var),
     }
 
   return evaluate

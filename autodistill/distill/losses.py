@@ -147,6 +147,12 @@ def feature_map_mse(teacher_features: Array, student_features: Array, token_mask
                     jnp.sum(mask) * diff.shape[-1])
 
 
+def mlm_token_losses(logits: Array, labels: Array) -> Array:
+  """[batch, predictions] cross-entropy of each masked-LM prediction (padding included)."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
 def mlm_loss(logits: Array, labels: Array, weights: Array) -> Array:
   """L_M: cross-entropy of the masked-LM predictions, averaged over real predictions.
 
@@ -155,8 +161,7 @@ def mlm_loss(logits: Array, labels: Array, weights: Array) -> Array:
     labels: [batch, predictions] original token ids.
     weights: [batch, predictions], 1 on real predictions.
   """
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  nll = mlm_token_losses(logits, labels)
   w = weights.astype(jnp.float32)
   return _safe_mean(jnp.sum(nll * w), jnp.sum(w))
 

@@ -140,6 +140,8 @@ def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Pa
   record.mlm_accuracy = final.get("mlm_accuracy")
   record.nsp_accuracy = final.get("nsp_accuracy")
   record.mlm_loss, record.nsp_loss = final.get("mlm_loss"), final.get("nsp_loss")
+  record.mlm_predictions = final.get("mlm_predictions")
+  record.mlm_loss_std = final.get("mlm_loss_std")
   record.mlm_accuracy_init = evals.get("init", {}).get("mlm_accuracy")
   if record.mlm_accuracy is None:
     return infeasible("distillation finished without a final evaluation")

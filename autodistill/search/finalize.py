@@ -48,15 +48,10 @@ def select_winners(records: Sequence[TrialRecord], objectives: Sequence[str],
                          f"{record.status}: {record.reason}; pick a completed trial.")
       chosen.append(record)
     return chosen
-  objs = get_objectives(objectives)
-  front = pareto.pareto_front(records, objs)
+  front = pareto.ranked_front(records, get_objectives(objectives))
   if not front:
     raise ValueError("the search has no feasible trial to finalize; run more trials or relax "
                      "the constraints.")
-  beats = {r.trial_id for r in pareto.dominating_baseline(records, objs)}
-  first = objs[0]
-  sign = -1.0 if first.goal == "maximize" else 1.0
-  front.sort(key=lambda r: (r.trial_id not in beats, sign * r.metric(first.name)))
   return front[:max_students] if max_students > 0 else front
 
 

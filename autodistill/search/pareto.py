@@ -21,6 +21,7 @@ synthetic tests) compare exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Hashable, Optional, Sequence, Union
 
@@ -98,6 +99,73 @@ def latency_noise_ms(record: TrialRecord) -> float:
   if std is None or not math.isfinite(std):
     return 0.0
   return NOISE_K * max(std, 0.0)
+
+
+def _standard_error(record: TrialRecord, name: str) -> Optional[float]:
+  """The standard error of a held-out MLM metric over the record's masked predictions."""
+  n, value = record.mlm_predictions, record.metric(name)
+  if not n or value is None or not math.isfinite(value):
+    return None
+  if name == "mlm_accuracy":
+    return math.sqrt(max(value * (1.0 - value), 0.0) / n)
+  if name == "mlm_loss" and record.mlm_loss_std is not None:
+    return record.mlm_loss_std / math.sqrt(n)
+  return None
+
+
+def metric_noise(record: TrialRecord, name: str) -> Optional[float]:
+  """How far a record's metric can move by measurement alone, ``NOISE_K`` standard deviations:
+
+  * ``latency_ms``: :func:`latency_noise_ms` (of the timed calls);
+  * ``mlm_accuracy``: of a share over the ``mlm_predictions`` held-out masked tokens,
+    sqrt(p (1 - p) / n) (binomial);
+  * ``mlm_loss``: of a mean over them, ``mlm_loss_std / sqrt(n)``.
+
+  None for other metrics, and where the record lacks what it needs (older tables).
+  """
+  if name == "latency_ms":
+    return None if record.latency_std_ms is None else latency_noise_ms(record)
+  error = _standard_error(record, name)
+  return None if error is None else NOISE_K * error
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+  """``value - reference`` of one metric of two records, and the noise of that difference."""
+
+  name: str
+  value: float
+  reference: float
+  noise: Optional[float]
+
+  @property
+  def delta(self) -> float:
+    return self.value - self.reference
+
+  @property
+  def beyond_noise(self) -> Optional[bool]:
+    """Whether the difference is larger than its noise (None: the noise is unknown)."""
+    return None if self.noise is None else abs(self.delta) > self.noise
+
+
+def difference(record: TrialRecord, reference: TrialRecord, name: str) -> Optional[Difference]:
+  """``record`` against ``reference`` in metric ``name`` (None if either lacks it).
+
+  The noise of a latency difference is the larger of the two latency noises, the rule of the
+  Pareto front and of "dominates the baseline" (:func:`noise_margins`); accuracies and losses
+  of two students are independent estimates over the same held-out tokens, so theirs is
+  ``NOISE_K`` standard errors of the difference, ``NOISE_K * sqrt(se_a^2 + se_b^2)``.
+  """
+  value, ref = record.metric(name), reference.metric(name)
+  if value is None or ref is None or not (math.isfinite(value) and math.isfinite(ref)):
+    return None
+  if name == "latency_ms":
+    noises = [metric_noise(r, name) for r in (record, reference)]
+    noise = None if None in noises else max(noises)
+  else:
+    errors = [_standard_error(r, name) for r in (record, reference)]
+    noise = None if None in errors else NOISE_K * math.hypot(*errors)
+  return Difference(name, value, ref, noise)
 
 
 def noise_margins(a: TrialRecord, b: TrialRecord,
@@ -199,6 +267,19 @@ def dominating_baseline(records: Sequence[TrialRecord],
   result = [r for r in feasible_records(records, objectives)
             if not r.is_baseline and record_dominates(r, baseline, objectives)]
   return sorted(result, key=lambda r: r.trial_id)
+
+
+def ranked_front(records: Sequence[TrialRecord],
+                 objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> list[TrialRecord]:
+  """The Pareto front, best first: the students that dominate the baseline, then by the first
+  objective (e.g. the most accurate, or the lowest MLM loss). Its first record is the search's
+  winner, the one finalized first."""
+  objectives = as_objectives(objectives)
+  beats = {r.trial_id for r in dominating_baseline(records, objectives)}
+  first = objectives[0]
+  sign = -1.0 if first.goal == "maximize" else 1.0
+  return sorted(pareto_front(records, objectives),
+                key=lambda r: (r.trial_id not in beats, sign * r.metric(first.name)))
 
 
 def _hypervolume_min(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:

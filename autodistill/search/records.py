@@ -33,6 +33,10 @@ class TrialRecord:
     mlm_accuracy, nsp_accuracy: held-out accuracy after flash distillation.
     mlm_accuracy_init: held-out MLM accuracy at step 0 (the initialised student).
     mlm_loss, nsp_loss: held-out cross-entropies after flash distillation.
+    mlm_predictions: how many held-out masked predictions ``mlm_accuracy`` and ``mlm_loss``
+      average over; mlm_loss_std: the standard deviation of those predictions' losses (with
+      them, :func:`~autodistill.search.pareto.metric_noise` gives the accuracy's and the loss's
+      standard errors).
     latency_s, distill_s, total_s: wall-clock seconds of each stage of the trial.
     seconds: where the trial's time went, by part (:data:`TIME_PARTS`); empty for a trial that
       never reached distillation or whose distillation was read back from an earlier run.
@@ -58,6 +62,8 @@ class TrialRecord:
   mlm_accuracy_init: Optional[float] = None
   mlm_loss: Optional[float] = None
   nsp_loss: Optional[float] = None
+  mlm_predictions: Optional[float] = None
+  mlm_loss_std: Optional[float] = None
   latency_s: Optional[float] = None
   distill_s: Optional[float] = None
   total_s: Optional[float] = None

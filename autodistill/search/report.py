@@ -31,12 +31,15 @@ from autodistill.search.pareto import (
     ObjectiveLike,
     as_objectives,
     baseline_record,
+    difference,
     dominating_baseline,
     feasible_records,
     latency_noise_ms,
     latency_ties,
+    metric_noise,
     metric_vector,
     pareto_front,
+    ranked_front,
 )
 from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective
 from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
@@ -193,7 +196,9 @@ def plot_search(records: Sequence[TrialRecord], path: PathLike,
   Feasible trials are grey dots, the front a line with markers (labelled with trial ids),
   trials that dominate the baseline are circled, and the baseline is a star. Infeasible trials
   are small ``x`` markers: at their metrics where both are known, on the bottom edge where only
-  the x metric (e.g. latency) is. Works with no feasible trial and without a baseline.
+  the x metric (e.g. latency) is. Error bars show each feasible trial's measurement noise
+  (:func:`~autodistill.search.pareto.metric_noise`) where its record has it. Works with no
+  feasible trial and without a baseline.
 
   Returns:
     ``path``.
@@ -227,6 +232,14 @@ def plot_search(records: Sequence[TrialRecord], path: PathLike,
   fig = Figure(figsize=(7.0, 5.0), dpi=120)
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
+  # Error bars: each measurement's noise (pareto.metric_noise), where the records have it.
+  noisy = [r for r in feasible if x_name != "trial_id"]
+  if noisy:
+    def err(name: str, scale: float) -> list[float]:
+      return [(metric_noise(r, name) or 0.0) * scale for r in noisy]
+    ax.errorbar(*xy(noisy), xerr=err(x_name, x_scale), yerr=err(y_objective.name, y_scale),
+                fmt="none", ecolor="0.75", elinewidth=0.8, capsize=2, zorder=1,
+                label="measurement noise")
   others = [r for r in feasible if r.trial_id not in front_ids]
   if others:
     ax.scatter(*xy(others), s=18, color="0.6", alpha=0.8, zorder=2,
@@ -341,7 +354,42 @@ def summary_table(records: Sequence[TrialRecord],
       lines.append("latency ties (a difference within the measured noise, counted as equal): "
                    + ", ".join(f"#{a.trial_id} {_noisy(a)} = #{b.trial_id} {_noisy(b)}"
                                for a, b in ties))
+  lines += versus_baseline(records, objectives)
   return "\n".join(lines)
+
+
+def versus_baseline(records: Sequence[TrialRecord],
+                    objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> list[str]:
+  """The search's winner (:func:`~autodistill.search.pareto.ranked_front`) against the baseline:
+  per objective, then MLM accuracy and latency if they are not objectives, both values, the
+  difference and whether it is beyond the noise of the measurement
+  (:func:`~autodistill.search.pareto.difference`). Empty without a completed baseline, or when
+  the baseline is the winner."""
+  objectives = as_objectives(objectives)
+  baseline, front = baseline_record(records), ranked_front(records, objectives)
+  if baseline is None or not front or front[0].trial_id == baseline.trial_id:
+    return []
+  winner = front[0]
+  lines = [f"winner #{winner.trial_id} {winner.name} against the baseline "
+           f"#{baseline.trial_id} {baseline.name}:"]
+  names = [o.name for o in objectives]
+  names += [n for n in ("mlm_accuracy", "latency_ms") if n not in names]
+  for name in names:
+    diff = difference(winner, baseline, name)
+    if diff is None:
+      continue
+    _, _, label, scale, spec = _display(name)
+    if name.endswith("accuracy"):  # points of percentage
+      values = f"{diff.value:.2%} vs {diff.reference:.2%}"
+      delta, unit, noise = 100 * diff.delta, " points", diff.noise and 100 * diff.noise
+    else:
+      values = f"{spec.format(diff.value * scale)} vs {spec.format(diff.reference * scale)}"
+      delta, unit, noise = diff.delta * scale, "", diff.noise and diff.noise * scale
+    verdict = ("noise unknown" if diff.beyond_noise is None else
+               f"noise ±{noise:.3g}{unit}: "
+               + ("beyond it" if diff.beyond_noise else "within it, a tie"))
+    lines.append(f"  {label}: {values}, {delta:+.3g}{unit} ({verdict})")
+  return lines
 
 
 def _noisy(record: TrialRecord) -> str:

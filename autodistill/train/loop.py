@@ -618,5 +618,6 @@ def _learning_rates(config: Any, num_steps: int) -> np.ndarray:
 
 
 def _format(metrics: Mapping[str, float]) -> str:
-  return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+  return ", ".join(f"{k} {v:.0f}" if isinstance(v, float) and v.is_integer() and abs(v) >= 1
+                   else f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                    for k, v in metrics.items())

@@ -273,5 +273,54 @@ def test_the_summary_names_latency_ties_on_the_front():
   records.append(_noisy(6, 0.45, 2.12, 0.1))  # ties 5 (within 0.1) but not 4
   text = summary_table(records, ACC_LAT)
   assert _ids(pareto_front(records, ACC_LAT)) == [5, 6, 2]
-  assert text.splitlines()[-1] == ("latency ties (a difference within the measured noise, "
-                                   "counted as equal): #5 2.050 ± 0.100 ms = #6 2.120 ± 0.100 ms")
+  ties = [line for line in text.splitlines() if line.startswith("latency ties")]
+  assert ties == ["latency ties (a difference within the measured noise, counted as equal): "
+                  "#5 2.050 ± 0.100 ms = #6 2.120 ± 0.100 ms"]
+
+
+def test_metric_noise_and_differences_by_hand():
+  from autodistill.search.pareto import difference, metric_noise, ranked_front
+  # 10,000 held-out predictions; losses with a standard deviation of 2 nats.
+  base = _noisy(1, 0.10, 10.0, 0.5, is_baseline=True, mlm_predictions=10_000.0, mlm_loss=6.0,
+                mlm_loss_std=2.0)
+  winner = _noisy(2, 0.12, 9.0, 0.3, mlm_predictions=10_000.0, mlm_loss=5.97, mlm_loss_std=2.0)
+  # 2 x sqrt(0.1 x 0.9 / 10,000) = 0.006; 2 x 2 / 100 = 0.04 nats; latency: 2 sd = 0.5 ms.
+  assert metric_noise(base, "mlm_accuracy") == pytest.approx(0.006)
+  assert metric_noise(base, "mlm_loss") == pytest.approx(0.04)
+  assert metric_noise(base, "latency_ms") == 0.5
+  assert metric_noise(_record(3, 0.1, 1.0), "mlm_accuracy") is None  # predictions unknown
+  assert metric_noise(base, "params") is None
+  acc = difference(winner, base, "mlm_accuracy")
+  # 2 x sqrt(0.12 x 0.88 / 1e4 + 0.1 x 0.9 / 1e4) = 0.0088453
+  assert acc.delta == pytest.approx(0.02, abs=1e-12)
+  assert acc.noise == pytest.approx(0.0088453, rel=1e-4)
+  assert acc.beyond_noise
+  loss = difference(winner, base, "mlm_loss")  # 2 x sqrt(2) x 0.02 = 0.0566 > 0.03: a tie
+  assert loss.delta == pytest.approx(-0.03) and loss.noise == pytest.approx(0.056569, rel=1e-4)
+  assert loss.beyond_noise is False
+  lat = difference(winner, base, "latency_ms")  # the larger noise, 0.5 ms < 1 ms
+  assert lat.delta == -1.0 and lat.noise == 0.5 and lat.beyond_noise
+  assert difference(_record(4, 0.1, None), base, "latency_ms") is None
+  assert difference(_record(4, 0.2, 3.0), base, "latency_ms").beyond_noise is None
+  faster = _noisy(5, 0.05, 1.0, 0.1)  # on the front, but does not dominate the baseline
+  assert _ids(ranked_front([base, winner, faster], ACC_LAT)) == [2, 5]
+
+
+def test_the_summary_compares_the_winner_with_the_baseline_within_noise():
+  from autodistill.search.report import summary_table, versus_baseline
+  import dataclasses
+  base = dataclasses.replace(_noisy(1, 0.10, 10.0, 0.5, is_baseline=True, mlm_loss=6.0,
+                                    mlm_predictions=10_000.0, mlm_loss_std=2.0), name="Base")
+  winner = dataclasses.replace(_noisy(2, 0.12, 9.8, 0.3, mlm_predictions=10_000.0,
+                                      mlm_loss=5.97, mlm_loss_std=2.0), name="Win")
+  lines = versus_baseline([base, winner], ("mlm_loss", "latency_ms"))
+  assert lines == [
+      "winner #2 Win against the baseline #1 Base:",
+      "  MLM loss: 5.9700 vs 6.0000, -0.03 (noise ±0.0566: within it, a tie)",
+      "  latency ms: 9.800 vs 10.000, -0.2 (noise ±0.5: within it, a tie)",
+      "  MLM acc: 12.00% vs 10.00%, +2 points (noise ±0.885 points: beyond it)",
+  ]
+  assert summary_table([base, winner], ("mlm_loss", "latency_ms")).endswith(
+      "\n".join(lines))
+  assert versus_baseline([base], ACC_LAT) == []  # the baseline is the winner
+  assert versus_baseline([winner], ACC_LAT) == []  # no baseline

@@ -157,8 +157,14 @@ def test_summary_table():
   assert lines[0].startswith("9 trials: 6 feasible, 2 infeasible, 1 active; 3 on the Pareto front")
   assert "2 dominate the baseline (trial 1 Model_64_32_4_128_4)" in lines[0]
   assert lines[1].split()[:2] == ["trial", "name"]
-  rows = {int(line.split()[0]): line for line in lines[3:]}
-  assert [int(line.split()[0]) for line in lines[3:]] == [5, 2, 3, 1, 4, 6, 7, 8, 9]
+  rows = {int(line.split()[0]): line for line in lines[3:12]}
+  assert [int(line.split()[0]) for line in lines[3:12]] == [5, 2, 3, 1, 4, 6, 7, 8, 9]
+  # The winner (on the front, dominating the baseline, the most accurate of those) against the
+  # baseline; these hand-made records carry no noise.
+  assert lines[12:] == [
+      "winner #2 Model_128_32_4_128_4 against the baseline #1 Model_64_32_4_128_4:",
+      "  MLM acc: 55.00% vs 50.00%, +5 points (noise unknown)",
+      "  latency ms: 8.000 vs 10.000, -2 (noise unknown)"]
   for trial_id, line in rows.items():
     assert (" * " in line + " ") == (trial_id in (5, 2, 3)), line
     assert line.endswith("beats") == (trial_id in (2, 4)), line
