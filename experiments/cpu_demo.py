@@ -1,4 +1,4 @@
-"""The embedded default: the whole AutoDistill pipeline on a 2-core CPU in about 12 minutes.
+"""The embedded default: the whole AutoDistill pipeline on a 2-core CPU in about 13 minutes.
 
 Command (``make demo`` runs the same after installing)::
 
@@ -27,8 +27,8 @@ What it does:
 * finalize: the best front student, regular-distilled for 2 x 40 + 360 steps and exported as
   Orbax and Hugging Face checkpoints.
 
-How long: 12.7 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.9,
-latency 1.4, search 4.5, finalize 1.5, fine-tune 1.3; README, "The demo"); later runs in the
+How long: 13.1 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.5,
+latency 1.3, search 4.6, finalize 2.4, fine-tune 1.3; README, "The demo"); later runs in the
 same workdir reuse the tokenized corpus, the adapted teacher, the latencies and every finished
 trial.
 
