@@ -225,7 +225,7 @@ class Experiment:
     from autodistill.distill.teacher import nsp_verdict  # pylint: disable=import-outside-toplevel
     s = self.settings
     weight = s.distill.for_teacher(teacher).nsp_weight
-    if s.distill.nsp_weight is None:
+    if s.distill.nsp_weight is None and "nsp_accuracy" in teacher.evals:
       kept = ("next-sentence prediction stays in the distillation objective" if weight else
               "next-sentence prediction is dropped from the distillation objective (L_N weight "
               "0 in eq. 3; --config.distill.nsp_weight=1 keeps it)")

@@ -213,6 +213,7 @@ def test_nsp_is_dropped_only_for_a_teacher_at_chance():
 
   def weight(config, evals):
     return config.for_teacher(dataclasses.replace(tiny_teacher(), evals=evals)).nsp_weight
+  assert not dataclasses.replace(tiny_teacher(), evals=at_chance).nsp_learned
   assert weight(DistillConfig(), at_chance) == 0.0
   assert weight(DistillConfig(), learned) == 1.0
   assert weight(DistillConfig(), {}) == 1.0  # no held-out evaluation: eq. 3 as published
