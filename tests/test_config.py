@@ -89,6 +89,7 @@ def test_step_counts_left_to_the_preset_follow_the_papers_ratios():
     ("distill", "preset", "quick", "'flash'"),
     ("distill", "learning_rate", 0.0, "a positive number"),
     ("distill", "attention_loss", "cosine", "'relation'"),
+    ("distill", "nsp_weight", -1.0, ">= 0 (or None"),
     ("search", "num_trials", -1, "a whole number > 0"),
     ("search", "designer", "bayes", "'gp_bandit'"),
     ("search", "objectives", ("mlm_accuracy", "speed"), "'latency_ms'"),
