@@ -14,6 +14,7 @@ splits the batch. The helpers here are the only place shardings are spelled out:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional, Sequence
 
@@ -134,5 +135,12 @@ def model_shardings(module: nn.Module, mesh: Mesh, rules: Rules = DEFAULT_LOGICA
       token ids (shapes only: nothing is allocated).
   """
   if example_input is None:
-    example_input = jnp.zeros((1, 8), jnp.int32)
+    return param_shardings(_token_model_specs(module), mesh, rules)
   return param_shardings(logical_specs(module, example_input), mesh, rules)
+
+
+@functools.lru_cache(maxsize=64)
+def _token_model_specs(module: nn.Module) -> Any:
+  """:func:`logical_specs` of a model taking token ids, kept by module (Flax modules compare and
+  hash by their fields): every run of a student or teacher would otherwise trace its ``init``."""
+  return logical_specs(module, jax.ShapeDtypeStruct((1, 8), jnp.int32))

@@ -315,9 +315,10 @@ def _is_student(path: tuple[str, ...]) -> bool:
 class _Losses:
   """The loss functions of :func:`distill`'s phases for one model shape, teacher and recipe.
 
-  For an elastic envelope one instance serves every student (:func:`_elastic_losses`): the
-  functions are the same objects, so the jitted steps kept in :attr:`programs` are found again
-  and nothing is traced or compiled twice. The student is then data, ``context["elastic"]``
+  For an elastic envelope one instance serves every student (:func:`_elastic_losses`), and
+  otherwise one every run of the same student (:func:`_student_losses`): the functions are the
+  same objects, so the jitted steps kept in :attr:`programs` are found again and nothing is
+  traced or compiled twice. The student is then data, ``context["elastic"]``
   (:func:`elastic_selection`), its teacher layer per block included. Every loss reads the
   teacher's parameters from ``context["teacher"]``.
   """
@@ -419,21 +420,37 @@ class _Losses:
                               masked_positions=positions, **self._select(params.get("elastic")))
 
 
+# The loss functions, and with them the compiled programs of their runs, are kept for the last
+# few students (and envelopes) in this process: a student distilled again (a search's flash trial,
+# then finalize's flash and regular runs; a resumed trial) is not traced or compiled again. The
+# logical-axis rules are part of the key because the programs' shardings follow them.
 @functools.lru_cache(maxsize=4)
-def _elastic_losses(envelope: Envelope, teacher_config: BertConfig, recipe: _Recipe) -> _Losses:
+def _elastic_losses(envelope: Envelope, teacher_config: BertConfig, recipe: _Recipe,
+                    rules: tuple) -> _Losses:
+  del rules  # only keys the cache
   shape, attention_shape = _model_shape(envelope.config, envelope)
   return _Losses(shape, attention_shape, teacher_config, recipe, None, 0)
 
 
+@functools.lru_cache(maxsize=8)
+def _student_losses(student: StudentConfig, teacher_config: BertConfig, recipe: _Recipe,
+                    mapping: tuple[int, ...], relation_heads: int, rules: tuple) -> _Losses:
+  del rules  # only keys the cache
+  return _Losses(student, None, teacher_config, recipe, mapping, relation_heads)
+
+
 def _losses_for(student: StudentConfig, teacher_config: BertConfig, config: DistillConfig,
-                envelope: Optional[Envelope]) -> _Losses:
+                envelope: Optional[Envelope],
+                rules: Sequence = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> _Losses:
+  rules = tuple(tuple(rule) for rule in rules)
   if envelope is not None:
-    return _elastic_losses(envelope, teacher_config, _Recipe.of(config))
+    return _elastic_losses(envelope, teacher_config, _Recipe.of(config), rules)
   relation = config.attention_loss == "relation"
-  return _Losses(student, None, teacher_config, _Recipe.of(config),
-                 layer_mapping(student.num_blocks, teacher_config.num_layers,
-                               config.layer_mapping),
-                 _relation_heads(config, teacher_config, student) if relation else 0)
+  return _student_losses(student, teacher_config, _Recipe.of(config),
+                         tuple(layer_mapping(student.num_blocks, teacher_config.num_layers,
+                                             config.layer_mapping)),
+                         _relation_heads(config, teacher_config, student) if relation else 0,
+                         rules)
 
 
 def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
@@ -657,7 +674,7 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
   param_sh = {"student": sharding.model_shardings(
                   StudentForPreTraining(shape, attention_shape=attention_shape), mesh, rules),
               "projections": jax.tree.map(lambda _: rep, params["projections"])}
-  fns = _losses_for(student, teacher.config, config, envelope)
+  fns = _losses_for(student, teacher.config, config, envelope, rules)
   phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh,
                                envelope, fns)
   eval_sh, selection = param_sh, None

@@ -1,19 +1,22 @@
 """The optimizer of every training phase: LAMB (You et al. 2020) or AdamW (Loshchilov & Hutter
-2019), built from optax combinators.
+2019), as optax gradient transformations.
 
-:func:`make_optimizer` returns ``clip_by_global_norm -> optax.lamb's chain`` (Adam moments,
-decoupled weight decay on a mask, trust ratio, learning-rate schedule), or the same chain without
-the trust ratio (AdamW, BERT's fine-tuning optimizer), with the first-moment dtype configurable,
-and wrapped in ``optax.multi_transform`` so that frozen parameters (the embedding and heads
-during progressive transfer, every other block too with ``progressive_program="per_block"``, the
-teacher's encoder while its heads are fitted) get ``optax.set_to_zero`` and therefore *no
-optimizer state at all*. (Under the shared progressive program the blocks a stage does not train
-are held by a data mask instead, see :mod:`autodistill.train.state`, and keep Adam state.)
+:func:`make_optimizer` returns ``clip_by_global_norm -> LAMB`` (Adam moments, decoupled weight
+decay on a mask, trust ratio, learning rate), or the same without the trust ratio (AdamW, BERT's
+fine-tuning optimizer), with the first-moment dtype configurable, and wrapped in
+``optax.multi_transform`` so that frozen parameters (the embedding and heads during progressive
+transfer, every other block too with ``progressive_program="per_block"``, the teacher's encoder
+while its heads are fitted) get ``optax.set_to_zero`` and therefore *no optimizer state at all*.
+(Under the shared progressive program the blocks a stage does not train are held by a data mask
+instead, see :mod:`autodistill.train.state`, and keep Adam state.) LAMB and AdamW compute
+``optax.lamb``'s and ``optax.adamw``'s updates, and keep their state, in one pass over the leaves
+(:func:`_adam_family`), which makes every training step's program smaller.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -122,32 +125,99 @@ def decay_mask(params: Params) -> Params:
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
+def _reference_chain(config: OptimizerConfig, schedule: optax.ScalarOrSchedule,
+                     trust_ratio: bool) -> optax.GradientTransformation:
+  """LAMB or AdamW as a chain of optax transformations: the definition :func:`lamb` and
+  :func:`adamw` compute in one pass, and whose state (hence checkpoint layout) they keep."""
+  mu_dtype = None if config.mu_dtype is None else jnp.dtype(config.mu_dtype)
+  parts = [optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps, mu_dtype=mu_dtype),
+           optax.add_decayed_weights(config.weight_decay, mask=decay_mask)]
+  if trust_ratio:
+    ratio = optax.scale_by_trust_ratio()
+    parts.append(optax.masked(ratio, decay_mask) if config.exclude_from_layer_adaptation
+                 else ratio)
+  return optax.chain(*parts, optax.scale_by_learning_rate(schedule))
+
+
+@functools.partial(jax.jit, static_argnums=1, inline=True)
+def _bias_correction(count: jax.Array, decay: float) -> jax.Array:
+  """Adam's ``1 - decay ** count`` in float32 however low the moments' precision, computed as
+  optax does (jitted: outside a jit, ``1 - 0.999 ** 3`` is 2e-5 off in float32)."""
+  return 1 - decay ** count
+
+
+def _adam_family(config: OptimizerConfig, schedule: optax.ScalarOrSchedule,
+                 trust_ratio: bool) -> optax.GradientTransformation:
+  """Adam moments, decoupled weight decay on :func:`decay_mask`, optionally LAMB's layer-wise
+  trust ratio, and the learning rate, computed leaf by leaf in one function.
+
+  The updates are those of :func:`_reference_chain` (tested against ``optax.lamb``,
+  ``optax.adamw`` and a NumPy LAMB) and so is the state, but the program is smaller: one pass
+  over the leaves instead of one per transformation, the bias corrections and the rate computed
+  once as scalars, and plain norms in the trust ratio where ``optax.scale_by_trust_ratio`` uses
+  ``safe_norm`` (which computes each norm twice and selects over the whole leaf so that the norm's
+  own gradient is finite at 0; nothing differentiates through this optimizer). Every training
+  step carries this for every trainable leaf, and its size is most of a small student's
+  compile time: a tiny student's distillation step lowers to 7.7k instead of 8.9k lines of HLO.
+  """
+  reference = _reference_chain(config, schedule, trust_ratio)
+  b1, b2, eps, weight_decay = config.b1, config.b2, config.eps, config.weight_decay
+  mu_dtype = None if config.mu_dtype is None else jnp.dtype(config.mu_dtype)
+  rate = optax.scale_by_learning_rate(schedule)
+
+  def update(grads, state, params=None):
+    if params is None:
+      raise ValueError("LAMB's trust ratio and weight decay need the parameters: call "
+                       "update(grads, state, params).")
+    adam, *middle, rate_state = state
+    count = optax.safe_increment(adam.count)
+    correction1, correction2 = _bias_correction(count, b1), _bias_correction(count, b2)
+    step_size = -(schedule(rate_state.count) if callable(schedule) else schedule)
+    _, rate_state = rate.update({}, rate_state)
+    decays = decay_mask(params)
+    adapts = decays if config.exclude_from_layer_adaptation else jax.tree.map(
+        lambda _: trust_ratio, decays)
+
+    def leaf(g, m, v_old, p, decay, adapt):
+      m = (1 - b1) * g + b1 * m
+      v = (1 - b2) * g ** 2 + b2 * v_old
+      u = (m / correction1.astype(m.dtype)) / (jnp.sqrt(v / correction2.astype(v.dtype)) + eps)
+      if decay:
+        u = u + weight_decay * p
+      scale = jnp.asarray(step_size, u.dtype)
+      if trust_ratio and adapt:  # You et al. 2020, Alg. 2: phi(||p||) / ||u||, 1 if either is 0
+        p_norm, u_norm = jnp.sqrt(jnp.sum(p * p)), jnp.sqrt(jnp.sum(u * u))
+        ratio = jnp.where((p_norm == 0) | (u_norm == 0), 1.0, p_norm / u_norm)
+        scale = scale * ratio.astype(u.dtype)
+      return u * scale, m if mu_dtype is None else m.astype(mu_dtype), v.astype(v_old.dtype)
+
+    treedef = jax.tree.structure(grads)
+    outs = treedef.flatten_up_to(jax.tree.map(leaf, grads, adam.mu, adam.nu, params, decays,
+                                              adapts))
+    updates, mu, nu = (treedef.unflatten(column) for column in zip(*outs)) if outs else (
+        grads, adam.mu, adam.nu)
+    return updates, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), *middle, rate_state)
+
+  return optax.GradientTransformation(reference.init, update)
+
+
 def lamb(config: OptimizerConfig,
          schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
-  """``optax.lamb``'s chain with a configurable first-moment dtype and the decay mask.
+  """LAMB (You et al. 2020, Algorithm 2) with the decay mask and a configurable first-moment
+  dtype, in one pass over the leaves (see :func:`_adam_family`).
 
   Identical to ``optax.lamb(schedule, b1, b2, eps, weight_decay=..., mask=decay_mask)`` when
   ``mu_dtype`` is None and ``exclude_from_layer_adaptation`` is False (tested).
   """
-  trust_ratio = optax.scale_by_trust_ratio()
-  if config.exclude_from_layer_adaptation:
-    trust_ratio = optax.masked(trust_ratio, decay_mask)
-  return optax.chain(
-      optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps,
-                          mu_dtype=None if config.mu_dtype is None else jnp.dtype(config.mu_dtype)),
-      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-      trust_ratio,
-      optax.scale_by_learning_rate(schedule),
-  )
+  return _adam_family(config, schedule, trust_ratio=True)
 
 
 def adamw(config: OptimizerConfig,
           schedule: optax.ScalarOrSchedule) -> optax.GradientTransformation:
   """AdamW with the decay mask: ``optax.adamw(schedule, b1, b2, eps, weight_decay=...,
-  mask=decay_mask)`` with a configurable first-moment dtype (tested equal to it)."""
-  return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                     weight_decay=config.weight_decay, mask=decay_mask,
-                     mu_dtype=None if config.mu_dtype is None else jnp.dtype(config.mu_dtype))
+  mask=decay_mask)`` with a configurable first-moment dtype (tested equal to it), in one pass
+  over the leaves (see :func:`_adam_family`)."""
+  return _adam_family(config, schedule, trust_ratio=False)
 
 
 def _path_string(path: Sequence[Any]) -> str:

@@ -152,11 +152,14 @@ def create_state(params: Params, optimizer: optax.GradientTransformation, rng: j
 
 
 class Program:
-  """A jitted function compiled ahead of time on its first call, and kept.
+  """A jitted function compiled ahead of time for each argument signature it meets, and kept.
 
-  Later calls run the kept executable directly, so nothing that clears JAX's caches (a
-  ``gp_bandit`` suggestion calls ``jax.clear_caches()``) makes it trace, lower or compile again;
-  calls must bring arguments of the first call's shapes, dtypes and shardings.
+  Later calls with the same signature (the arguments' tree structure, shapes and dtypes) run
+  the kept executable directly, so nothing that clears JAX's caches (a ``gp_bandit`` suggestion
+  calls ``jax.clear_caches()``) makes it trace, lower or compile again; a Program kept across
+  runs (a student distilled twice in one process, by its flash trial and then by finalize) also
+  serves a run whose batches have other shapes, with one more compile. Shardings are the jitted
+  function's own (``in_shardings``), so a signature does not repeat them.
 
   Attributes:
     compiles: how many times it was compiled (1 after the first call): a recompilation guard.
@@ -164,14 +167,18 @@ class Program:
 
   def __init__(self, jitted: Callable[..., Any]):
     self._jitted = jitted
-    self._compiled: Optional[Callable[..., Any]] = None
+    self._compiled: dict[Any, Callable[..., Any]] = {}
     self.compiles = 0
 
   def __call__(self, *args: Any) -> Any:
-    if self._compiled is None:
-      self._compiled = self._jitted.lower(*args).compile()
+    leaves, treedef = jax.tree.flatten(args)
+    signature = (treedef, tuple((x.shape, x.dtype) if hasattr(x, "dtype") else type(x)
+                                for x in leaves))
+    compiled = self._compiled.get(signature)
+    if compiled is None:
+      compiled = self._compiled[signature] = self._jitted.lower(*args).compile()
       self.compiles += 1
-    return self._compiled(*args)
+    return compiled(*args)
 
 
 def state_initializer(optimizer: optax.GradientTransformation,

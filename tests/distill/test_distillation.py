@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from autodistill import sharding
 from autodistill.distill import (PRESETS, DistillConfig, OptimizerConfig, distill, load_distilled,
                                  prepare_teacher, step_plan)
 from autodistill.distill.distillation import _elastic_losses, _Recipe, elastic_envelope
@@ -102,6 +103,33 @@ def test_distill_reports_accuracy_at_start_after_progressive_and_at_the_end(tiny
   assert summary["plan"]["steps_per_block"] == 3
 
 
+def test_a_student_distilled_again_in_the_process_reuses_its_compiled_programs(tiny_run,
+                                                                              tmp_path):
+  """Finalize distils a search's winner again (flash, then regular with other step counts):
+  the programs of the first run serve, nothing is compiled twice, and the run is its own."""
+  from autodistill.distill.distillation import _student_losses
+  from autodistill.distill.initialization import layer_mapping
+  workdir, first, _ = tiny_run
+  teacher, student = tiny_teacher(), tiny_student()
+  config = DistillConfig(steps_per_block=2, pretrain_steps=6, warmup_steps=2, log_every=1,
+                         progress=False)
+  programs = _student_losses(student, teacher.config, _Recipe.of(config.for_teacher(teacher)),
+                             layer_mapping(student.num_blocks, teacher.config.num_layers),
+                             0, sharding.DEFAULT_LOGICAL_AXIS_RULES).programs
+  compiled = {key: program.compiles for key, program in programs.items()}
+  assert len(compiled) == 5 and set(compiled.values()) == {1}  # 2 steps, 2 fresh states, 1 eval
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  again = distill(student, teacher, train, evaluation, tmp_path / "again", config,
+                  log=lambda _: None)
+  assert {key: program.compiles for key, program in programs.items()} == compiled
+  assert again.plan.pretrain_steps == 6 and again.resumed_from is None
+  steps = [r["step"] for r in read_metrics(tmp_path / "again") if "loss" in r]
+  assert len(steps) == 2 * 2 + 6
+  kernel = lambda params: jax.device_get(  # noqa: E731
+      params["encoder"]["block_0"]["ffn_0_intermediate"]["kernel"])
+  assert not np.allclose(kernel(again.params), kernel(first.params))  # 10 steps, not 7
+
+
 def test_metrics_hold_every_loss_term_per_phase(tiny_run):
   workdir, _, _ = tiny_run
   records = [r for r in read_metrics(workdir) if "loss" in r]
@@ -151,7 +179,8 @@ def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alo
 
   # Another student of the envelope (other widths, heads, FFNs and blocks) runs on the programs
   # the first one compiled: every kept program has still been compiled once.
-  programs = _elastic_losses(envelope, teacher.config, _Recipe.of(config)).programs
+  programs = _elastic_losses(envelope, teacher.config, _Recipe.of(config),
+                             sharding.DEFAULT_LOGICAL_AXIS_RULES).programs
 
   def traces():
     return {key: program.compiles for key, program in programs.items()}

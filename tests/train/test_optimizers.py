@@ -173,10 +173,42 @@ def test_lamb_equals_optax_lamb_and_numpy():
   ours, _ = _run(optim.lamb(config, schedule), params, grads_seq)
   reference = optax.lamb(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                          weight_decay=config.weight_decay, mask=optim.decay_mask)
-  theirs, _ = _run(reference, params, grads_seq)
+  theirs, their_state = _run(reference, params, grads_seq)
   _assert_updates_close(ours, theirs, rtol=1e-6, atol=1e-9)
   lrs = [1e-2 * (1 - t / 10) for t in range(3)]  # linear decay to 0 over 10 steps, no warm-up
   _assert_updates_close(ours, _np_lamb(params, grads_seq, lrs, wd=0.1, adapt_all=True))
+  # optax's state, leaf for leaf, so checkpoints written with optax's chain still restore.
+  _, our_state = _run(optim.lamb(config, schedule), params, grads_seq)
+  _assert_same_state(our_state, their_state)
+
+
+def _assert_same_state(ours, theirs):
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5,
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("mu_dtype", [None, "bfloat16"])
+def test_adamw_equals_optax_adamw_with_its_state(mu_dtype):
+  config = optim.OptimizerConfig(name="adamw", learning_rate=1e-2, weight_decay=0.1,
+                                 clip_norm=None, mu_dtype=mu_dtype)
+  schedule = optim.learning_rate_schedule(config, 10)
+  params = _params()
+  grads_seq = [_grads(params, seed, scale) for seed, scale in [(1, 1.0), (2, 0.1), (3, 3.0)]]
+  ours, our_state = _run(optim.adamw(config, schedule), params, grads_seq)
+  reference = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+                          weight_decay=config.weight_decay, mask=optim.decay_mask,
+                          mu_dtype=None if mu_dtype is None else jnp.dtype(mu_dtype))
+  theirs, their_state = _run(reference, params, grads_seq)
+  _assert_updates_close(ours, theirs, rtol=1e-6, atol=1e-9)
+  _assert_same_state(our_state, their_state)
+  # AdamW is LAMB without the trust ratio: against the NumPy LAMB, a decayed kernel differs.
+  lrs = [1e-2 * (1 - t / 10) for t in range(3)]
+  lamb = _np_lamb(params, grads_seq, lrs, wd=0.1)
+  assert not np.allclose(ours[0]["head/kernel"], lamb[0]["head/kernel"], rtol=1e-2)
+  np.testing.assert_allclose(ours[0]["head/bias"], lamb[0]["head/bias"], rtol=1e-5, atol=1e-7)
 
 
 def test_lamb_default_skips_trust_ratio_on_biases_and_norms():
