@@ -22,6 +22,7 @@ distillation, then plain fine-tuning of the student with a task head (no teacher
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -150,8 +151,10 @@ def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
 def task_loss(task: Task, model: Any) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
   """``loss_fn(params, batch, rng, context)`` of the task: its head spec's loss (e.g.
   :func:`~autodistill.finetune.heads.cross_entropy_loss`) of the model in training mode."""
-  loss = heads.head_spec(task).loss
+  return _model_loss(heads.head_spec(task).loss, model)
 
+
+def _model_loss(loss: Callable[..., Any], model: Any) -> Callable[..., Any]:
   def loss_fn(params, batch, rng, context):
     del context  # no teacher when fine-tuning
     outputs = model.apply({"params": params}, batch["input_ids"], batch["token_type_ids"],
@@ -159,6 +162,15 @@ def task_loss(task: Task, model: Any) -> Callable[..., tuple[jax.Array, dict[str
     return loss(outputs, batch)
 
   return loss_fn
+
+
+@functools.lru_cache(maxsize=8)
+def _training_programs(kind: str, model: Any) -> tuple[Callable[..., Any], dict[Any, Any]]:
+  """The loss of a task kind on ``model`` and where its compiled train steps are kept, for the
+  last few (kind, model) pairs of this process: the runs of a learning-rate sweep (the rate is
+  data, :func:`~autodistill.train.make_train_step`), and every later fine-tune of the same
+  architecture on a task of the same kind and label count, share one compiled step."""
+  return _model_loss(heads.HEADS[kind].loss, model), {}
 
 
 def make_evaluator(task: Task, model: Any, data: TaskData, config: FinetuneConfig,
@@ -312,11 +324,12 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
       f"learning rates {list(config.learning_rates)}, dev {metric} every {eval_every} steps")
 
   runs, best_run = [], None
+  loss_fn, programs = _training_programs(task.kind, model)
   for rate in config.learning_rates:
     optimizer = OptimizerConfig(name=config.optimizer, learning_rate=rate,
                                 warmup_steps=int(config.warmup_fraction * num_steps),
                                 weight_decay=config.weight_decay, clip_norm=config.clip_norm)
-    phase = Phase(f"finetune/{task.name}", num_steps, task_loss(task, model), optimizer)
+    phase = Phase(f"finetune/{task.name}", num_steps, loss_fn, optimizer)
     stream = ArrayStream(data.splits[TRAIN].arrays, config.batch_size, config.seed)
     result = run_phases(
         [phase], params, param_shardings=param_sh, mesh=mesh, train_data=stream,
@@ -325,7 +338,7 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
         early_stopping=EarlyStopping(metric, "max", config.patience),
         options=RunOptions(eval_every=eval_every, checkpoint_every=config.checkpoint_every,
                            log_every=max(1, min(50, eval_every)), progress=config.progress),
-        log=log)
+        log=log, programs=programs)
     best, best_params, best_step = result.best, result.best_params, result.best_step
     if best is None:  # no finite dev score at all (e.g. constant regression outputs): the last
       last = result.history[-1]

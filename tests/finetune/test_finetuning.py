@@ -78,6 +78,11 @@ def test_learning_rate_sweep_picks_the_best_dev_run(tmp_path, toy_tokenizer):
   dev = {run["learning_rate"]: run["dev"]["accuracy"] for run in result.runs}
   assert set(dev) == {1e-6, 5e-3} and dev[5e-3] > dev[1e-6] and result.learning_rate == 5e-3
   assert (tmp_path / "lr_1e-06").exists() and (tmp_path / "lr_0.005").exists()
+  # The rate is data: both runs trained with one compiled step (and one fresh-state program).
+  from autodistill.finetune.finetuning import _training_programs
+  model = heads.head_for(_toy_task(), tiny_student(), jnp.dtype(config.dtype), config.dropout)
+  _, programs = _training_programs(_toy_task().kind, model)
+  assert sorted(program.compiles for program in programs.values()) == [1, 1]
 
 
 def test_pretrained_encoder_is_loaded_and_a_wrong_one_is_refused(tmp_path, toy_tokenizer):
