@@ -165,7 +165,8 @@ def test_kill_and_resume_loses_and_repeats_nothing(setup_root, tmp_path):
   workdir = tmp_path / "work"
   command = [sys.executable, str(SCRIPT), "search", str(setup_root), str(workdir),
              "search.num_trials=3", "search.designer=\"quasi_random\"",
-             "distill.steps_per_block=3", "distill.pretrain_steps=8"]
+             "distill.steps_per_block=3", "distill.pretrain_steps=8",
+             "distill.checkpoint_every=2"]
   process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, start_new_session=True)
   killed = None
