@@ -53,10 +53,13 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
     return real_distill(student, *args, **kwargs)
 
   monkeypatch.setitem(loop.evaluate_student.__globals__, "distill", counting_distill)
-  # Students with hidden size 32 have more parameters than this limit: pruned, never distilled.
+  # The student with two FFNs of intermediate size 48 (the baseline) has more parameters than
+  # this limit: pruned, never distilled. Each student its own programs here (search.elastic off): the path of a space
+  # whose students cannot share an envelope.
   from autodistill.models import params as counting
-  config = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12})
-  small = parse_config(config).space.config({"hidden_size": 24, "bottleneck_size": 16,
+  config = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12,
+                                      "search.elastic": False})
+  small = parse_config(config).space.config({"hidden_size": 32, "bottleneck_size": 16,
                                           "num_heads": 2, "intermediate_size": 32, "num_ffn": 2},
                                          vocab_size=612, max_position_embeddings=64)
   config.search.max_params = counting.analytic_param_count(small, heads=False)
@@ -67,9 +70,9 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   assert by_id[1].is_baseline and by_id[1].status == INFEASIBLE  # the baseline is too big
   assert "max_params" in by_id[1].reason and by_id[1].distill_s is None
   pruned = [r for r in result.records if r.status == INFEASIBLE]
-  assert all(r.factors["hidden_size"] == 32 for r in pruned)
+  assert all((r.factors["intermediate_size"], r.factors["num_ffn"]) == (48, 2) for r in pruned)
   assert all(not (tmp_path / r.workdir / "checkpoints").exists() for r in pruned)
-  assert not any(name.startswith("Model_32_") for name in distilled)
+  assert not any(name.startswith("Model_32_16_2_48_2-") for name in distilled)
   completed = [r for r in result.records if r.status == COMPLETED and not r.repeat_of]
   assert len(completed) == 2 and len(distilled) == 2
   for r in completed:  # where each trial's time went, adding up to its distillation + latency
@@ -99,7 +102,7 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
 
   # The workdir refuses a search with other settings instead of mixing two studies.
   other = make_config(setup_root, **{"search.num_trials": 2, "search.max_suggestions": 12,
-                                     "search.designer": "quasi_random"})
+                                     "search.designer": "quasi_random", "search.elastic": False})
   other.search.max_params = config.search.max_params
   with pytest.raises(IncompatibleStudyError, match="designer='random'.*fresh --workdir"):
     pipeline.search_stage(other, tmp_path, log=messages.append)

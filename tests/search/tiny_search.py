@@ -16,14 +16,17 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from synthetic import tiny_teacher, vocab, write_corpus  # noqa: E402
 
+# The students are as wide as the tiny teacher (32), so a search's trials all train in one
+# elastic envelope (search.elastic, the default): every process that searches this space
+# compiles (or loads from JAX's cache) one set of programs, not one per student.
 SPACE = {
     "name": "tiny",
-    "factors": {"hidden_size": [24, 32], "bottleneck_size": [16], "num_heads": [2],
-                "intermediate_size": [32], "num_ffn": [1, 2]},
+    "factors": {"hidden_size": [32], "bottleneck_size": [16], "num_heads": [2],
+                "intermediate_size": [32, 48], "num_ffn": [1, 2]},
     "fixed": {"num_blocks": 2, "embedding_size": 16, "attention_dropout_prob": 0.0},
     "tied": {},
     "baseline": {"hidden_size": 32, "bottleneck_size": 16, "num_heads": 2,
-                 "intermediate_size": 32, "num_ffn": 2},
+                 "intermediate_size": 48, "num_ffn": 2},
     "description": "4 tiny students for tests",
 }
 
