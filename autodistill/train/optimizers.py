@@ -157,8 +157,10 @@ def _adam_family(config: OptimizerConfig, schedule: optax.ScalarOrSchedule,
   once as scalars, and plain norms in the trust ratio where ``optax.scale_by_trust_ratio`` uses
   ``safe_norm`` (which computes each norm twice and selects over the whole leaf so that the norm's
   own gradient is finite at 0; nothing differentiates through this optimizer). Every training
-  step carries this for every trainable leaf, and its size is most of a small student's
-  compile time: a tiny student's distillation step lowers to 7.7k instead of 8.9k lines of HLO.
+  step carries this for every trainable leaf, and for a small student it is a large part of the
+  step's compile time (a tiny test student at XLA's optimisation level 0: 3.4 s to compile the
+  step with optax's LAMB, 2.0 s with plain SGD); its distillation step now lowers to 7.7k
+  instead of 8.9k lines of StableHLO.
   """
   reference = _reference_chain(config, schedule, trust_ratio)
   b1, b2, eps, weight_decay = config.b1, config.b2, config.eps, config.weight_decay
