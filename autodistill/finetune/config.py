@@ -37,7 +37,7 @@ class FinetuneConfig:
     seed: initialisation of the head, dropout and the data order.
     dtype: compute dtype ("float32" or "bfloat16").
     mesh_shape: (data, model) device mesh; -1 takes the remaining devices.
-    checkpoint_every: steps between checkpoints (evaluations also checkpoint).
+    checkpoint_every: steps between checkpoints (and one at the end of each run).
     progress: show progress bars.
   """
 

@@ -108,7 +108,9 @@ class RunOptions:
   """How often a run logs, checkpoints and evaluates, and what it shows.
 
   Attributes:
-    checkpoint_every: save every this many steps within a phase (and always at a phase's end).
+    checkpoint_every: save after every this many steps since the last checkpoint (across phase
+      ends and evaluations, which do not force one), and at the end of the run; a kill loses at
+      most this many steps, which a resumed run trains again to the same result.
     log_every: write metrics every this many steps (and at a phase's last step).
     eval_every: also evaluate every this many steps within a phase (0: only at phase ends).
     eval_at_start: also evaluate the initial parameters (reported as phase ``"init"``).
@@ -345,7 +347,7 @@ class _Run:
           latest, with_shardings(self.abstract_params, self.param_shardings))
       self.record.best.load_state_dict(meta["best"], best_params)
     self.writer.truncate_after(latest)
-    self.resumed_from = latest
+    self.resumed_from = self.last_saved = latest
     phase = self.phases[i]
     self.log(f"resumed from step {latest} ({phase.name}, step {s}/{phase.num_steps}) "
              f"in {self.workdir}")
@@ -434,12 +436,20 @@ class _Run:
         best.stopped_at = step
         self.log(f"{phase.name}: early stopping at step {step}: {best.describe_stop()}")
         return True
-      # Saved with every evaluation, so history and best survive a kill together.
-      self.save(step, i, done, state, force=True)
-    elif done % self.options.checkpoint_every == 0:
+    if self._checkpoint_due(step):
       steps.flush()
       self.save(step, i, done, state)
     return False
+
+  def _checkpoint_due(self, step: int) -> bool:
+    """Whether ``checkpoint_every`` steps have run since the last checkpoint (or the start).
+
+    Phase ends and evaluations do not force one: a save of a small model costs about as much as
+    a training step of it (Orbax writes every array of the state), and what a kill loses is
+    bounded by ``checkpoint_every`` steps either way; the evaluations and metrics after the
+    checkpoint are run and written again on resume, with the same results.
+    """
+    return step - (self.last_saved or 0) >= self.options.checkpoint_every
 
   def finish_phase(self, i: int, state: TrainState) -> None:
     """Evaluates the end of phase ``i`` (unless the run stopped early in it) and saves it."""
@@ -454,7 +464,9 @@ class _Run:
       self.record.evals[phase.name] = self.evaluate(self.offsets[i + 1], phase.name,
                                                     state.params)
       self.log(f"{phase.name}: " + _format(self.record.evals[phase.name]))
-    self.save(self.offsets[i + 1], i, phase.num_steps, state, force=True)
+    step = self.offsets[i + 1]
+    if i + 1 == len(self.phases) or self._checkpoint_due(step):  # the run's end is always saved
+      self.save(step, i, phase.num_steps, state, force=True)
 
   def _log_start(self, phase: Phase, params: Params, labels: Optional[Params]) -> None:
     if phase.mask is not None:  # what this phase trains: trainable and not held by its mask

@@ -25,7 +25,7 @@ def _dev_score(params):
   return {"score": -float((np.asarray(params["w"])[0] - DEV_TARGET) ** 2)}
 
 
-def _run(workdir, eval_fn=_dev_score, patience=2, num_steps=40):
+def _run(workdir, eval_fn=_dev_score, patience=2, num_steps=40, checkpoint_every=500):
   mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
   rep = sharding.replicated(mesh)
   optimizer = OptimizerConfig(name="adamw", learning_rate=0.5, decay="constant", weight_decay=0.0,
@@ -35,7 +35,8 @@ def _run(workdir, eval_fn=_dev_score, patience=2, num_steps=40):
   return run_phases([phase], {"w": jnp.zeros((1,))}, param_shardings={"w": rep}, mesh=mesh,
                     train_data=stream, workdir=workdir, eval_fn=eval_fn,
                     early_stopping=EarlyStopping("score", "max", patience),
-                    options=RunOptions(eval_every=2, progress=False), log=lambda _: None)
+                    options=RunOptions(eval_every=2, checkpoint_every=checkpoint_every,
+                                       progress=False), log=lambda _: None)
 
 
 def test_early_stopping_keeps_the_best_parameters_and_stops(tmp_path):
@@ -76,9 +77,11 @@ def test_a_run_killed_after_the_best_resumes_to_the_same_result(tmp_path):
     return _dev_score(params)
 
   with pytest.raises(_Killed):
-    _run(tmp_path / "killed", eval_fn=dies_on_the_fourth_evaluation)
-  resumed = _run(tmp_path / "killed")
-  assert resumed.resumed_from == 6  # the checkpoint saved with the third evaluation
+    _run(tmp_path / "killed", eval_fn=dies_on_the_fourth_evaluation, checkpoint_every=4)
+  resumed = _run(tmp_path / "killed", checkpoint_every=4)
+  # Evaluations do not checkpoint: the run resumes from step 4 (with the first two evaluations
+  # and the best so far) and evaluates steps 6 and 8 again.
+  assert resumed.resumed_from == 4
   assert resumed.history == uninterrupted.history
   assert (resumed.best_step, resumed.stopped_early_at) == (uninterrupted.best_step,
                                                            uninterrupted.stopped_early_at)
