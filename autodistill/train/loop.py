@@ -452,7 +452,8 @@ class _Run:
     return step - (self.last_saved or 0) >= self.options.checkpoint_every
 
   def finish_phase(self, i: int, state: TrainState) -> None:
-    """Evaluates the end of phase ``i`` (unless the run stopped early in it) and saves it."""
+    """Evaluates the end of phase ``i`` (unless the run stopped early in it); checkpoints it if
+    one is due (:meth:`_checkpoint_due`) or the run ends there."""
     phase, best = self.phases[i], self.record.best
     if best.stopped_at is not None:
       last = self.record.history[-1]
