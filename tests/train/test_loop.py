@@ -366,7 +366,22 @@ class _InterruptingStream:
       yield batch
 
 
-def _two_phase_toy_run(workdir, interrupt_at=None, log=lambda _: None):
+class _Killed(Exception):
+  pass
+
+
+class _DyingStream(_InterruptingStream):
+  """An ArrayStream whose run dies (raises :class:`_Killed`) when batch ``at`` is fetched."""
+
+  def device_batches(self, mesh, data_axis="data"):
+    for batch in self._stream.device_batches(mesh, data_axis):
+      if self._fetched == self._at:
+        raise _Killed()
+      self._fetched += 1
+      yield batch
+
+
+def _two_phase_toy_run(workdir, interrupt_at=None, log=lambda _: None, kill_at=None):
   from autodistill.finetune.features import ArrayStream
   mesh = sharding.make_mesh((1, 1), devices=jax.devices()[:1])
   rep = sharding.replicated(mesh)
@@ -375,6 +390,8 @@ def _two_phase_toy_run(workdir, interrupt_at=None, log=lambda _: None):
   stream = ArrayStream({"x": np.zeros((16, 1), np.float32)}, global_batch_size=4)
   if interrupt_at is not None:
     stream = _InterruptingStream(stream, interrupt_at)
+  if kill_at is not None:
+    stream = _DyingStream(stream, kill_at)
   params = {"w": jnp.zeros((3,))}
   return run_phases(phases, params, param_shardings=jax.tree.map(lambda _: rep, params),
                     mesh=mesh, train_data=stream, workdir=workdir,
@@ -402,3 +419,28 @@ def test_ctrl_c_checkpoints_the_step_in_flight_and_resumes_to_the_uninterrupted_
   np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(reference.params["w"]))
   steps = [r["step"] for r in read_metrics(tmp_path / "run") if "loss" in r]
   assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_checkpoints_every_n_steps_across_phases_and_at_the_end(tmp_path, monkeypatch):
+  """Phase ends do not force a save: two 5-step phases with checkpoint_every=4 save at steps 4
+  and 8 (counted across the phase end at 5) and at the end, 10; a run killed after step 9
+  resumes from step 8 to the uninterrupted result."""
+  from autodistill.train import checkpointing
+  saved = []
+  save = checkpointing.Checkpoints.save
+
+  def recording_save(self, step, *args, **kwargs):
+    saved.append(step)
+    return save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpointing.Checkpoints, "save", recording_save)
+  reference = _two_phase_toy_run(tmp_path / "reference")
+  assert saved == [4, 8, 10]
+
+  saved.clear()
+  with pytest.raises(_Killed):
+    _two_phase_toy_run(tmp_path / "killed", kill_at=9)
+  assert saved == [4, 8]
+  resumed = _two_phase_toy_run(tmp_path / "killed")
+  assert resumed.resumed_from == 8 and saved == [4, 8, 10]
+  np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(reference.params["w"]))
