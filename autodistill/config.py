@@ -108,6 +108,9 @@ def default_config() -> ml_collections.ConfigDict:
   # shared: the K progressive stages run as one compiled step (one compile; each step does the
   # whole student's backward); per_block: one step per stage (K compiles, cheaper steps).
   c.distill.progressive_program = "shared"
+  # Run the student's blocks under nn.scan with stacked parameters: compile time independent of
+  # depth (worth it from about 8 blocks; dropout draws other masks). Needs the shared program.
+  c.distill.scan_blocks = False
 
   c.latency = ml_collections.ConfigDict()
   c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
@@ -268,6 +271,8 @@ class Settings:
     for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints",
                 "progressive_program"):
       distill.pop(key, None)
+    if not distill.get("scan_blocks"):  # studies from before the setting existed still resume
+      distill.pop("scan_blocks", None)
     latency = dataclasses.asdict(self.latency)
     latency.pop("max_other_load")  # when to re-measure, not what is measured
     return {"teacher": dataclasses.asdict(self.teacher), "data": dataclasses.asdict(self.data),
@@ -360,6 +365,10 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   for field in ("checkpoint_every", "log_every"):
     _check("distill", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _in("distill", "progressive_program", d.progressive_program, PROGRESSIVE_PROGRAMS)
+  _in("distill", "scan_blocks", d.scan_blocks, (True, False))
+  if d.scan_blocks and d.progressive_program != "shared":
+    raise ConfigError("distill.scan_blocks=True needs distill.progressive_program=shared; set one "
+                      "of them differently.")
   return DistillConfig(
       **steps, optimizer=OptimizerConfig(learning_rate=d.learning_rate,
                                          weight_decay=d.weight_decay),
@@ -367,7 +376,7 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
       attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
       seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
       log_every=d.log_every, progress=runtime.progress,
-      progressive_program=d.progressive_program)
+      progressive_program=d.progressive_program, scan_blocks=bool(d.scan_blocks))
 
 
 def _search(c: ml_collections.ConfigDict) -> SearchSettings:

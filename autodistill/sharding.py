@@ -39,6 +39,7 @@ DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, str | None], ...] = (
     ("bottleneck", None),
     ("position", None),
     ("token_type", None),
+    ("layers", None),
     ("classes", None),
 )
 

@@ -45,11 +45,11 @@ from autodistill.timing import Stopwatch
 from autodistill.train.checkpointing import Checkpoints, phase_plan
 from autodistill.train.early_stopping import BestSoFar, EarlyStopping
 from autodistill.train.metrics import MetricWriter
-from autodistill.train.optimizers import (TRAIN, OptimizerConfig, count_by_label, freeze_labels,
-                                          learning_rate_schedule, make_optimizer)
+from autodistill.train.optimizers import (FROZEN, TRAIN, OptimizerConfig, count_by_label,
+                                          freeze_labels, learning_rate_schedule, make_optimizer)
 from autodistill.train.state import (LossFn, Program, TrainState, abstract_state,
-                                     make_train_step, place, state_initializer, state_shardings,
-                                     with_shardings)
+                                     make_train_step, mask_tree, place, state_initializer,
+                                     state_shardings, with_shardings)
 
 Params = Any
 EvalFn = Callable[[Params], dict[str, float]]
@@ -86,8 +86,9 @@ class Phase:
       passed to the jitted step as an argument (never baked into the program as constants).
     context_shardings: NamedShardings for ``context`` (None: replicated).
     evaluate: run the evaluation at the end of this phase.
-    mask: ``mask(path) -> bool``: of the parameters ``trainable`` trains, the ones this phase
-      updates; the others stay bit-identical. Unlike ``trainable`` it is passed to the step as
+    mask: ``mask(path) -> bool`` (or, for a leaf of stacked layers, one bool per layer: see
+      :func:`~autodistill.train.state.mask_tree`): of the parameters ``trainable`` trains,
+      the ones this phase updates; the others stay bit-identical. Unlike ``trainable`` it is passed to the step as
       data, so phases that differ only in ``mask`` and ``context`` run one compiled program
       (e.g. the stages of progressive transfer, each training one block). None: no mask.
   """
@@ -376,10 +377,7 @@ class _Run:
     rep = sharding.replicated(self.mesh)
     context_sh = (jax.tree.map(lambda _: rep, phase.context)
                   if phase.context_shardings is None else phase.context_shardings)
-    mask = None
-    if phase.mask is not None:
-      mask = jax.tree.map(lambda label: np.bool_(label == TRAIN),
-                          freeze_labels(self.abstract_params, phase.mask))
+    mask = None if phase.mask is None else mask_tree(self.abstract_params, phase.mask)
     key = (self.mesh, *_program_key(phase))
     if key not in self.steps:
       batch_sh = sharding.batch_sharding(self.mesh, data_axis=self.options.data_axis)
@@ -472,11 +470,16 @@ class _Run:
   def _log_start(self, phase: Phase, params: Params, labels: Optional[Params]) -> None:
     if phase.mask is not None:  # what this phase trains: trainable and not held by its mask
       trains = phase.trainable or (lambda path: True)
-      labels = freeze_labels(params, lambda path: trains(path) and phase.mask(path))
-    if labels is None:
+      mask = mask_tree(params, lambda path: np.logical_and(trains(path), phase.mask(path)))
+      total = sum(int(x.size) for x in jax.tree.leaves(params))
+      on = sum(int(np.broadcast_to(m, x.shape).sum())
+               for m, x in zip(jax.tree.leaves(mask), jax.tree.leaves(params)))
+      counts = {TRAIN: on, FROZEN: total - on}
+    elif labels is None:
       self.log(f"{phase.name}: {phase.num_steps} steps")
       return
-    counts = count_by_label(params, labels)
+    else:
+      counts = count_by_label(params, labels)
     self.log(f"{phase.name}: {phase.num_steps} steps, training {counts['train']:,} parameters, "
              f"{counts['frozen']:,} frozen")
 

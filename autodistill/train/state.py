@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -58,6 +59,26 @@ def _hold(mask: Params, params: Params) -> Params:
 
 def _select_masked(mask: Params, old: Params, new: Params) -> Params:
   return jax.tree.map(lambda m, o, n: jnp.where(m, n, o), mask, old, new)
+
+
+def mask_tree(params: Params, predicate: Callable[[tuple[str, ...]], Any]) -> Params:
+  """A phase's data ``mask`` (module docstring) from ``predicate(path)``: a NumPy bool per leaf,
+  or, where the predicate gives one bool per layer for a leaf of stacked layers (leading axis,
+  e.g. a student's ``scan_blocks`` parameters), that vector shaped ``[layers, 1, ...]`` so that
+  it broadcasts over the leaf and holds whole layers.
+
+  ``path`` is the tuple of dict keys to the leaf; ``params`` may be abstract (shapes only).
+  """
+  def leaf(path, x):
+    keys = tuple(getattr(p, "key", str(p)) for p in path)
+    m = np.asarray(predicate(keys), bool)
+    if m.ndim == 0:
+      return np.bool_(m)
+    if m.shape != tuple(x.shape[:1]):
+      raise ValueError(f"a mask of shape {m.shape} for {'/'.join(keys)} of shape {x.shape}: "
+                       "a per-layer mask needs one entry per entry of the leading axis.")
+    return m.reshape(m.shape + (1,) * (len(x.shape) - 1))
+  return jax.tree_util.tree_map_with_path(leaf, params)
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,

@@ -195,6 +195,32 @@ def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alo
       np.shape, hf.init_params(wider, jax.random.PRNGKey(0)))
 
 
+def test_scanned_blocks_train_as_the_unrolled_blocks(tiny_run, tmp_path):
+  """scan_blocks: the blocks' parameters stored stacked and run under nn.scan train to the
+  unrolled run's parameters and evaluations (LAMB's trust ratio per block, the progressive
+  stages' per-block masks); the result and student/ come back in the usual per-block layout."""
+  workdir, alone, _ = tiny_run
+  config = DistillConfig(steps_per_block=3, pretrain_steps=4, warmup_steps=1, log_every=1,
+                         progress=False, scan_blocks=True)
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  messages = []
+  result = distill(tiny_student(), tiny_teacher(), train, evaluation, tmp_path / "scan", config,
+                   log=messages.append)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+               jax.device_get(result.params), jax.device_get(alone.params))
+  for phase, metrics in alone.evals.items():
+    for key in ("mlm_loss", "nsp_loss"):
+      np.testing.assert_allclose(result.evals[phase][key], metrics[key], rtol=1e-5)
+  _, saved, _ = load_distilled(tmp_path / "scan")
+  assert jax.tree.structure(saved) == jax.tree.structure(alone.params)
+  # A stage trains one block of the stacked leaves: the same count as with one leaf per block.
+  stage = [m for m in messages if m.startswith("progressive/block_1:") and "training" in m]
+  with_leaves = [m for m in tiny_run[2] if m.startswith("progressive/block_1:") and "training" in m]
+  assert stage == with_leaves and stage
+  with pytest.raises(ValueError, match="progressive_program='shared'"):
+    config.replace(progressive_program="per_block")
+
+
 def test_students_that_cannot_share_an_envelope_are_named():
   teacher = tiny_teacher()  # 32 wide: a 32-wide student needs no feature projection
   envelope, why = elastic_envelope([tiny_student(), tiny_student(hidden_size=32)],

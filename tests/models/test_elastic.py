@@ -150,3 +150,21 @@ def test_envelope_rejects_students_it_cannot_run():
   plain = StudentConfig.from_name("Model_32_32_2_64_2", **_SMALL, trigram_input=False)
   with pytest.raises(ValueError, match="lacks the embedding transformation"):
     Envelope.of([plain, plain.replace(hidden_size=64)])
+
+
+def test_scanned_envelope_runs_each_student_as_the_unrolled_envelope_does(elastic_case):
+  """The elastic student under ``scan_blocks`` (the blocks a student lacks skipped by the scanned
+  ``arch.blocks`` mask) equals the unrolled envelope, block for block."""
+  from autodistill.models.student import stack_blocks
+  students, envelope, forward = elastic_case
+  ids, segments, mask = _inputs()
+  scanned = jax.jit(lambda p, arch: envelope.model(scan_blocks=True).apply(
+      {"params": p}, ids, segments, mask, arch=arch))
+  for seed, student in enumerate(students[:2]):
+    params = envelope.embed(student, _random_params(student, seed))
+    want, got = forward(params, envelope.arch(student)), scanned(stack_blocks(params),
+                                                                 envelope.arch(student))
+    np.testing.assert_allclose(got.mlm_logits, want.mlm_logits, atol=2e-5, rtol=1e-5)
+    for x, y in zip(got.hidden_states + got.attentions, want.hidden_states + want.attentions,
+                    strict=True):
+      np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-5)

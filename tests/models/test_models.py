@@ -132,3 +132,37 @@ def test_host_init_draws_what_the_modules_initialisers_declare():
   other = hf.init_params(config, jax.random.PRNGKey(1))
   assert not np.array_equal(other["encoder"]["block_1"]["attention"]["query"]["kernel"],
                             ours["encoder"]["block_1"]["attention"]["query"]["kernel"])
+
+
+def test_scanned_blocks_compute_what_the_unrolled_blocks_do():
+  """``scan_blocks``: the same forward (logits, every hidden state and attention map, the Q/K/V
+  intermediates the relation loss reads) and the same gradients, stacked, as one leaf per block;
+  stack_blocks/unstack_blocks convert exactly."""
+  from autodistill.models.student import StudentForPreTraining, stack_blocks, unstack_blocks
+  student = STUDENT.replace(num_blocks=3)
+  params = hf.init_params(student, jax.random.PRNGKey(1))
+  stacked = stack_blocks(params)
+  assert jax.tree.map(np.shape, stacked["encoder"]["blocks"]) == jax.tree.map(
+      lambda x: (3, *np.shape(x)), params["encoder"]["block_0"])
+  chex.assert_trees_all_equal(unstack_blocks(stacked), params)
+  ids, mask = _batch()
+  unrolled, scanned = StudentForPreTraining(student), StudentForPreTraining(student,
+                                                                            scan_blocks=True)
+  a, a_vars = unrolled.apply({"params": params}, ids, None, mask, mutable=["intermediates"])
+  b, b_vars = scanned.apply({"params": stacked}, ids, None, mask, mutable=["intermediates"])
+  np.testing.assert_allclose(b.mlm_logits, a.mlm_logits, atol=1e-5, rtol=1e-5)
+  for x, y in zip(b.hidden_states + b.attentions, a.hidden_states + a.attentions, strict=True):
+    np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)
+  a_qkv = [a_vars["intermediates"]["encoder"][f"block_{i}"]["attention"]["qkv"][0]
+           for i in range(3)]
+  b_qkv = b_vars["intermediates"]["encoder"]["blocks"]["attention"]["qkv"][0]
+  for i in range(3):
+    for x, y in zip(b_qkv, a_qkv[i], strict=True):
+      np.testing.assert_allclose(x[i], y, atol=1e-5, rtol=1e-5)
+
+  def loss(model):
+    return lambda p: jnp.sum(model.apply({"params": p}, ids, None, mask).mlm_logits ** 2)
+
+  chex.assert_trees_all_close(jax.grad(loss(scanned))(stacked),
+                              stack_blocks(jax.grad(loss(unrolled))(params)),
+                              atol=1e-4, rtol=1e-4)

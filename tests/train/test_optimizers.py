@@ -355,3 +355,32 @@ def test_learning_rate_scales_give_a_parameter_group_its_own_learning_rate(name)
 def test_learning_rate_scales_reject_empty_prefixes_and_non_positive_factors(scales):
   with pytest.raises(ValueError, match="learning_rate_scales"):
     optim.OptimizerConfig(learning_rate_scales=scales)
+
+
+def test_lamb_trust_ratio_is_per_layer_on_stacked_layers():
+  """Layers stacked on a leading axis under a ``blocks`` key (a student's ``scan_blocks``) get
+  the updates the same layers get stored one leaf per layer: one trust ratio per layer."""
+  config = optim.OptimizerConfig(learning_rate=1e-2, weight_decay=0.1, clip_norm=None,
+                                 exclude_from_layer_adaptation=False)
+  # Three layers with different norms, so one ratio over the stack would differ.
+  layers = [jax.tree.map(lambda x, i=i: x * (i + 1), _params(i)["encoder"]) for i in range(3)]
+  one_per_leaf = {"encoder": {f"block_{i}": layer for i, layer in enumerate(layers)}}
+  stacked = {"encoder": {"blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}}
+  assert _flat(optim.stacked_mask(stacked)) == {k: True for k in _flat(stacked)}
+  assert not any(_flat(optim.stacked_mask(one_per_leaf)).values())
+  grads = [_grads(one_per_leaf, seed) for seed in (1, 2)]
+  stack = lambda tree: {"encoder": {"blocks": jax.tree.map(  # noqa: E731
+      lambda *xs: jnp.stack(xs), *[tree["encoder"][f"block_{i}"] for i in range(3)])}}
+  tx = optim.make_optimizer(config, 10)
+  want, _ = _run(tx, one_per_leaf, grads)
+  got, _ = _run(tx, stacked, [stack(g) for g in grads])
+  for step_got, step_want in zip(got, want, strict=True):
+    for key, value in step_got.items():
+      for i in range(3):
+        np.testing.assert_allclose(value[i], step_want[key.replace("blocks", f"block_{i}")],
+                                   rtol=1e-5, atol=1e-8, err_msg=key)
+  # optax's LAMB has one ratio per leaf: on the stack it gives other updates.
+  per_leaf, _ = _run(optax.lamb(optim.learning_rate_schedule(config, 10), weight_decay=0.1,
+                                mask=optim.decay_mask), stacked, [stack(g) for g in grads])
+  assert not np.allclose(per_leaf[0]["encoder/blocks/dense/kernel"],
+                         got[0]["encoder/blocks/dense/kernel"], rtol=1e-2)
