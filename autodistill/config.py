@@ -108,9 +108,9 @@ def default_config() -> ml_collections.ConfigDict:
   # shared: the K progressive stages run as one compiled step (one compile; each step does the
   # whole student's backward); per_block: one step per stage (K compiles, cheaper steps).
   c.distill.progressive_program = "shared"
-  # Run the student's blocks under nn.scan with stacked parameters: compile time independent of
-  # depth (worth it from about 8 blocks; dropout draws other masks). Needs the shared program.
-  c.distill.scan_blocks = False
+  # Train the student's blocks under nn.scan with stacked parameters: compile time independent
+  # of depth (dropout draws other masks); needs the shared program. None: from 4 blocks.
+  c.distill.scan_blocks = config_dict.placeholder(bool)
 
   c.latency = ml_collections.ConfigDict()
   c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
@@ -271,7 +271,7 @@ class Settings:
     for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints",
                 "progressive_program"):
       distill.pop(key, None)
-    if not distill.get("scan_blocks"):  # studies from before the setting existed still resume
+    if distill.get("scan_blocks") is None:  # as before the setting existed: old studies resume
       distill.pop("scan_blocks", None)
     latency = dataclasses.asdict(self.latency)
     latency.pop("max_other_load")  # when to re-measure, not what is measured
@@ -365,8 +365,7 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   for field in ("checkpoint_every", "log_every"):
     _check("distill", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _in("distill", "progressive_program", d.progressive_program, PROGRESSIVE_PROGRAMS)
-  _in("distill", "scan_blocks", d.scan_blocks, (True, False))
-  if d.scan_blocks and d.progressive_program != "shared":
+  if d.get("scan_blocks") and d.progressive_program != "shared":
     raise ConfigError("distill.scan_blocks=True needs distill.progressive_program=shared; set one "
                       "of them differently.")
   return DistillConfig(
@@ -376,7 +375,7 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
       attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
       seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
       log_every=d.log_every, progress=runtime.progress,
-      progressive_program=d.progressive_program, scan_blocks=bool(d.scan_blocks))
+      progressive_program=d.progressive_program, scan_blocks=d.get("scan_blocks"))
 
 
 def _search(c: ml_collections.ConfigDict) -> SearchSettings:

@@ -10,6 +10,10 @@ trial or a user's command is, and reports its wall time and the breakdown the ru
   shared / cold      the K stages as one step (the default), empty compilation cache
   shared / warm      the same again: JAX's persistent cache in <workdir>/.jax_cache is warm
 
+With ``--scan-blocks`` the shared runs distil with ``distill.scan_blocks=True`` (the blocks under
+``nn.scan``, parameters stacked) and the per-block run, which cannot scan, is left out; so is
+the search's ``search.elastic`` comparison, which then runs with scanned blocks too.
+
     python bench/trial_cost.py --workdir=workdir/bench_trial           # ~6 min on 2 cores
     python bench/trial_cost.py --workdir=workdir/demo --arch=Model_64_64_2_256_2
 
@@ -58,7 +62,7 @@ def _run(command: list[str]) -> float:
   return time.perf_counter() - start
 
 
-def _search_runs(workdir: pathlib.Path, trials: int) -> list[dict]:
+def _search_runs(workdir: pathlib.Path, trials: int, extra: tuple[str, ...]) -> list[dict]:
   """``autodistill search`` for ``trials`` trials with and without the elastic envelope."""
   if not (workdir / "latency.sqlite").exists():
     _run(_command(workdir, "latency"))
@@ -74,7 +78,7 @@ def _search_runs(workdir: pathlib.Path, trials: int) -> list[dict]:
         shutil.copy2(workdir / name, fresh / name)
     wall = _run(_command(fresh, "search", f"--config.search.num_trials={trials}",
                          "--config.search.designer=quasi_random",
-                         f"--config.search.elastic={elastic}"))
+                         f"--config.search.elastic={elastic}", *extra))
     records = json.loads((fresh / "trials.json").read_text())
     records = records["trials"] if isinstance(records, dict) else records
     rows = []
@@ -101,28 +105,34 @@ def main() -> None:
   parser.add_argument("--search-trials", type=int, default=0,
                       help="also time the trials of a search of this many trials (0: skip)")
   parser.add_argument("--only-search", action="store_true", help="skip the distill runs")
+  parser.add_argument("--scan-blocks", action="store_true",
+                      help="distil with distill.scan_blocks=True (skips the per-block run)")
   args = parser.parse_args()
+  extra = ("--config.distill.scan_blocks=True",) if args.scan_blocks else ()
   workdir = pathlib.Path(args.workdir)
   if not (workdir / "teacher" / "fitted").exists():
     print(f"fitting the teacher in {workdir} first", file=sys.stderr)
     _run(_command(workdir, "teacher"))
-  search = _search_runs(workdir, args.search_trials) if args.search_trials else []
+  search = _search_runs(workdir, args.search_trials, extra) if args.search_trials else []
   if args.only_search:
     print(json.dumps({"cpus": os.cpu_count(), "search": search}, indent=2))
     return
   runs = []
   for program, cache in RUNS:
+    if args.scan_blocks and program == "per_block":
+      continue
     if cache == "cold":
       shutil.rmtree(workdir / ".jax_cache", ignore_errors=True)
     shutil.rmtree(workdir / "distill", ignore_errors=True)
     wall = _run(_command(workdir, "distill", f"--arch={args.arch}",
-                         f"--config.distill.progressive_program={program}"))
+                         f"--config.distill.progressive_program={program}", *extra))
     (result,) = (workdir / "distill").glob("*/result.json")
     summary = json.loads(result.read_text())
     timings = summary["timings"]
     in_steps = timings.get("train", 0.0) + timings.get("evaluate", 0.0)
     runs.append({
         "progressive_program": program, "compilation_cache": cache,
+        "scan_blocks": args.scan_blocks,
         "command_wall_s": round(wall, 1), "distill_s": round(sum(timings.values()), 1),
         "timings_s": timings,
         "train_and_evaluate_share_of_distill": round(in_steps / sum(timings.values()), 3),

@@ -129,6 +129,9 @@ def step_plan(preset: str, num_blocks: int, scale: float = 1.0, *,
 
 
 PROGRESSIVE_PROGRAMS = ("shared", "per_block")
+# From this many blocks a student trains with its blocks under nn.scan unless
+# ``DistillConfig.scan_blocks`` says otherwise (``bench/compile_depth.py``).
+SCAN_MIN_BLOCKS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +177,9 @@ class DistillConfig:
       usual per-block parameters; checkpoints in the workdir hold the stacked ones. Needs
       ``progressive_program="shared"`` (a stage cannot freeze part of a stacked leaf). Same
       parameters as unrolled blocks (tested to 1e-5) except that dropout draws other masks.
+      None (the default): scan when the model has at least :data:`SCAN_MIN_BLOCKS` blocks and
+      the progressive program is shared (:meth:`scans`); measured on a 2-core CPU, the two
+      layouts cost the same at 2 blocks and the scan wins from 4 (``bench/compile_depth.py``).
   """
 
   preset: str = "flash"
@@ -201,7 +207,7 @@ class DistillConfig:
   eval_at_start: bool = True
   progress: bool = True
   progressive_program: str = "shared"
-  scan_blocks: bool = False
+  scan_blocks: Optional[bool] = None
 
   def __post_init__(self):
     if self.attention_loss not in losses.ATTENTION_LOSSES:
@@ -237,6 +243,12 @@ class DistillConfig:
     evals = getattr(teacher, "evals", None) or {}
     learned = "nsp_accuracy" not in evals or nsp_verdict(evals)[0]
     return self.replace(nsp_weight=1.0 if learned else 0.0)
+
+  def scans(self, num_blocks: int) -> bool:
+    """Whether a model of ``num_blocks`` blocks trains with its blocks scanned (``scan_blocks``)."""
+    if self.scan_blocks is not None:
+      return bool(self.scan_blocks)
+    return self.progressive_program == "shared" and num_blocks >= SCAN_MIN_BLOCKS
 
   def plan(self, num_blocks: int) -> StepPlan:
     return step_plan(self.preset, num_blocks, self.scale, steps_per_block=self.steps_per_block,
@@ -311,11 +323,12 @@ class _Recipe:
   scan_blocks: bool
 
   @classmethod
-  def of(cls, config: DistillConfig) -> "_Recipe":
+  def of(cls, config: DistillConfig, num_blocks: int) -> "_Recipe":
+    """The recipe of ``config`` for a model (student or envelope) of ``num_blocks`` blocks."""
     return cls(config.dtype, config.attention_loss, config.alpha, config.temperature,
                config.mha_weight, config.fm_weight,
                1.0 if config.nsp_weight is None else float(config.nsp_weight),
-               config.scan_blocks)
+               config.scans(num_blocks))
 
 
 def _any_block(path: tuple[str, ...]) -> bool:
@@ -474,9 +487,10 @@ def _losses_for(student: StudentConfig, teacher_config: BertConfig, config: Dist
                 rules: Sequence = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> _Losses:
   rules = tuple(tuple(rule) for rule in rules)
   if envelope is not None:
-    return _elastic_losses(envelope, teacher_config, _Recipe.of(config), rules)
+    return _elastic_losses(envelope, teacher_config,
+                           _Recipe.of(config, envelope.config.num_blocks), rules)
   relation = config.attention_loss == "relation"
-  return _student_losses(student, teacher_config, _Recipe.of(config),
+  return _student_losses(student, teacher_config, _Recipe.of(config, student.num_blocks),
                          tuple(layer_mapping(student.num_blocks, teacher_config.num_layers,
                                              config.layer_mapping)),
                          _relation_heads(config, teacher_config, student) if relation else 0,
@@ -562,7 +576,7 @@ def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_p
                               envelope.config.num_blocks)
     params = {"student": envelope.embed(student, params["student"]),
               "projections": pad_tree(params["projections"], wide.abstract_params())}
-  if config.scan_blocks:
+  if config.scans(_model_shape(student, envelope)[0].num_blocks):
     params["student"] = stack_blocks(params["student"])
     if params["projections"]:  # block_k -> blocks, as the student's
       blocks = [params["projections"][f"block_{k}"] for k in range(len(params["projections"]))]
@@ -673,7 +687,7 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
                   watch, envelope)
   with watch("checkpoint"):
     student_params = result.params["student"]
-    if config.scan_blocks:
+    if config.scans(_model_shape(student, envelope)[0].num_blocks):
       student_params = unstack_blocks(jax.device_get(student_params))
     if envelope is not None:
       student_params = envelope.extract(student, jax.device_get(student_params))
@@ -710,7 +724,8 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
   rep = sharding.replicated(mesh)
   param_sh = {"student": sharding.model_shardings(
                   StudentForPreTraining(shape, attention_shape=attention_shape,
-                                        scan_blocks=config.scan_blocks), mesh, rules),
+                                        scan_blocks=config.scans(shape.num_blocks)),
+                  mesh, rules),
               "projections": jax.tree.map(lambda _: rep, params["projections"])}
   fns = _losses_for(student, teacher.config, config, envelope, rules)
   phases = distillation_phases(student, teacher.config, teacher_params, config, teacher_sh,

@@ -113,7 +113,8 @@ def test_a_student_distilled_again_in_the_process_reuses_its_compiled_programs(t
   teacher, student = tiny_teacher(), tiny_student()
   config = DistillConfig(steps_per_block=2, pretrain_steps=6, warmup_steps=2, log_every=1,
                          progress=False)
-  programs = _student_losses(student, teacher.config, _Recipe.of(config.for_teacher(teacher)),
+  recipe = _Recipe.of(config.for_teacher(teacher), student.num_blocks)
+  programs = _student_losses(student, teacher.config, recipe,
                              layer_mapping(student.num_blocks, teacher.config.num_layers),
                              0, sharding.DEFAULT_LOGICAL_AXIS_RULES).programs
   compiled = {key: program.compiles for key, program in programs.items()}
@@ -179,7 +180,8 @@ def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alo
 
   # Another student of the envelope (other widths, heads, FFNs and blocks) runs on the programs
   # the first one compiled: every kept program has still been compiled once.
-  programs = _elastic_losses(envelope, teacher.config, _Recipe.of(config),
+  recipe = _Recipe.of(config, envelope.config.num_blocks)
+  programs = _elastic_losses(envelope, teacher.config, recipe,
                              sharding.DEFAULT_LOGICAL_AXIS_RULES).programs
 
   def traces():
