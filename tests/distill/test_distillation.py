@@ -221,6 +221,40 @@ def test_scanned_blocks_train_as_the_unrolled_blocks(tiny_run, tmp_path):
   assert stage == with_leaves and stage
   with pytest.raises(ValueError, match="progressive_program='shared'"):
     config.replace(progressive_program="per_block")
+  # Killed in the second stage after a checkpoint at step 4: the rerun resumes from the stacked
+  # checkpoint and ends exactly where the uninterrupted run did.
+  killed = config.replace(checkpoint_every=4)
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  with pytest.raises(_Killed):
+    distill(tiny_student(), tiny_teacher(), _Dying(train, 5), evaluation, tmp_path / "killed",
+            killed, log=lambda _: None)
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  resumed = distill(tiny_student(), tiny_teacher(), train, evaluation, tmp_path / "killed",
+                    killed, log=lambda _: None)
+  assert resumed.resumed_from == 4
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.params),
+               jax.device_get(result.params))
+
+
+class _Killed(Exception):
+  pass
+
+
+class _Dying:
+  """A training pipeline whose run dies (raises :class:`_Killed`) when batch ``at`` is fetched."""
+
+  def __init__(self, data, at):
+    self._data, self._at, self._fetched = data, at, 0
+
+  def __getattr__(self, name):
+    return getattr(self._data, name)
+
+  def device_batches(self, mesh, data_axis="data"):
+    for batch in self._data.device_batches(mesh, data_axis):  # one generator per phase
+      if self._fetched == self._at:
+        raise _Killed()
+      self._fetched += 1
+      yield batch
 
 
 def test_students_that_cannot_share_an_envelope_are_named():

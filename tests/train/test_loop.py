@@ -34,7 +34,9 @@ def _setup(tmp_path, mesh, student=None, **config):
   t_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   params = initial_params(student, teacher.config, teacher.params, cfg)
   rep = sharding.replicated(mesh)
-  p_sh = {"student": sharding.model_shardings(StudentForPreTraining(student), mesh, rules),
+  scan = cfg.scans(student.num_blocks)
+  p_sh = {"student": sharding.model_shardings(
+              StudentForPreTraining(student, scan_blocks=scan), mesh, rules),
           "projections": jax.tree.map(lambda _: rep, params["projections"])}
   phases = distillation_phases(student, teacher.config, teacher.params, cfg, t_sh)
   _, train, _ = tiny_data(tmp_path / "data")
@@ -117,6 +119,27 @@ def test_sharded_step_matches_single_device(tmp_path, shape, single_device_run):
     np.testing.assert_allclose(_leaves(out.params)[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
   out_loss = [r["loss"] for r in read_metrics(tmp_path / "many")]
   np.testing.assert_allclose(out_loss, ref_loss, rtol=1e-4)
+
+
+@pytest.mark.sharding
+def test_scanned_blocks_shard_and_train_as_the_unrolled_on_one_device(tmp_path,
+                                                                      single_device_run):
+  """``scan_blocks`` on a (4, 2) mesh: the stacked leaves are laid out over the model axis as
+  one block's are, and train to the single-device unrolled run's parameters."""
+  from autodistill.models.student import unstack_blocks
+  ref_params, ref_loss = single_device_run
+  mesh = sharding.make_mesh((4, 2))
+  phases, params, p_sh, train = _setup(tmp_path, mesh, SHARDED_STUDENT, scan_blocks=True)
+  out = _run([phases[0], phases[-1]], params, p_sh, train, mesh, tmp_path / "scan")
+  kernel = out.params["student"]["encoder"]["blocks"]["ffn_0_intermediate"]["kernel"]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
+  got = jax.device_get(out.params)
+  got = {"student": unstack_blocks(got["student"]),
+         "projections": {"block_0": jax.tree.map(lambda x: x[0], got["projections"]["blocks"])}}
+  for k, v in ref_params.items():
+    np.testing.assert_allclose(_leaves(got)[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
+  np.testing.assert_allclose([r["loss"] for r in read_metrics(tmp_path / "scan")], ref_loss,
+                             rtol=1e-4)
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
