@@ -234,6 +234,16 @@ def test_scanned_blocks_train_as_the_unrolled_blocks(tiny_run, tmp_path):
   assert resumed.resumed_from == 4
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.params),
                jax.device_get(result.params))
+  # Recompilation guard: the three runs compiled each of their programs once (2 steps, 2 fresh
+  # states, 1 evaluation).
+  from autodistill.distill.distillation import _student_losses
+  from autodistill.distill.initialization import layer_mapping
+  teacher, student = tiny_teacher(), tiny_student()
+  programs = _student_losses(student, teacher.config,
+                             _Recipe.of(config.for_teacher(teacher), student.num_blocks),
+                             layer_mapping(student.num_blocks, teacher.config.num_layers), 0,
+                             sharding.DEFAULT_LOGICAL_AXIS_RULES).programs
+  assert len(programs) == 5 and {p.compiles for p in programs.values()} == {1}
 
 
 class _Killed(Exception):
