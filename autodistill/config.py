@@ -25,7 +25,8 @@ import ml_collections
 from ml_collections import config_dict
 
 from autodistill.data.corpora import LAYOUTS
-from autodistill.distill.distillation import PRESETS, PROGRESSIVE_PROGRAMS, DistillConfig
+from autodistill.distill.distillation import (DISTILL_OBJECTIVES, PRESETS, PROGRESSIVE_PROGRAMS,
+                                              DistillConfig)
 from autodistill.distill.losses import ATTENTION_LOSSES
 from autodistill.distill.teacher import ADAPT_MODES
 from autodistill.distill.initialization import RESAMPLERS
@@ -111,6 +112,11 @@ def default_config() -> ml_collections.ConfigDict:
   # Train the student's blocks under nn.scan with stacked parameters: compile time independent
   # of depth (dropout draws other masks); needs the shared program. None: from 4 blocks.
   c.distill.scan_blocks = config_dict.placeholder(bool)
+  # autodistill: progressive transfer (eqs. 1-2), then eq. 3 (the paper); multi_layer: KD-NAS's
+  # multi-layer hidden-state distillation + eq. 3's logit terms, one joint phase.
+  c.distill.objective = "autodistill"
+  c.distill.hidden_weight = 1.0  # multi_layer: weight of the hidden-state term.
+  c.distill.logits_weight = 1.0  # multi_layer: weight of eq. 3 (0: hidden states only).
 
   c.latency = ml_collections.ConfigDict()
   c.latency.device = ""  # target device, e.g. "cpu", "gpu:0"; "" = JAX's default device.
@@ -365,6 +371,9 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
   for field in ("checkpoint_every", "log_every"):
     _check("distill", field, d[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _in("distill", "progressive_program", d.progressive_program, PROGRESSIVE_PROGRAMS)
+  _in("distill", "objective", d.objective, DISTILL_OBJECTIVES)
+  for field in ("hidden_weight", "logits_weight"):
+    _check("distill", field, d[field], lambda v: v >= 0, ">= 0")
   if d.get("scan_blocks") and d.progressive_program != "shared":
     raise ConfigError("distill.scan_blocks=True needs distill.progressive_program=shared; set one "
                       "of them differently.")
@@ -375,7 +384,8 @@ def _distill(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> DistillC
       attention_loss=d.attention_loss, embedding_init=d.embedding_init, dtype=runtime.dtype,
       seed=d.seed, mesh_shape=runtime.mesh_shape, checkpoint_every=d.checkpoint_every,
       log_every=d.log_every, progress=runtime.progress,
-      progressive_program=d.progressive_program, scan_blocks=d.get("scan_blocks"))
+      progressive_program=d.progressive_program, scan_blocks=d.get("scan_blocks"),
+      objective=d.objective, hidden_weight=d.hidden_weight, logits_weight=d.logits_weight)
 
 
 def _search(c: ml_collections.ConfigDict) -> SearchSettings:

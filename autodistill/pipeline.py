@@ -236,7 +236,7 @@ def distill_architecture(config: Any, workdir: Any = None, arch: str = "", *,
                    exp.settings.distill, log=exp.log)
   exported, _ = try_export_student(student, result.params, out / "hf",
                                    tokenizer=exp.tokenizer_dir, log=exp.log)
-  final = result.evals.get("pretraining_distillation", {})
+  final = result.final
   exp.log(f"distilled {student.name} ({result.plan.total_steps} steps, "
           f"{exp.settings.distill.preset}): held-out MLM accuracy "
           f"{final.get('mlm_accuracy', float('nan')):.4f}, NSP accuracy "

@@ -1,5 +1,6 @@
-"""Distillation: losses (eqs. 1-3, MiniLM relations), student initialisation, Flash/Regular
-Distillation and teacher preparation (paper section 3.3), all trained by :mod:`autodistill.train`."""
+"""Distillation: losses (eqs. 1-3, MiniLM relations, KD-NAS's multi-layer hidden states),
+student initialisation, Flash/Regular Distillation and teacher preparation (paper section 3.3),
+all trained by :mod:`autodistill.train`."""
 
 from autodistill.distill.distillation import (
     PRESETS,
@@ -9,6 +10,7 @@ from autodistill.distill.distillation import (
     StepPlan,
     distill,
     distillation_phases,
+    final_evals,
     flash_distill,
     initial_params,
     load_distilled,
@@ -29,12 +31,14 @@ from autodistill.distill.initialization import (
 )
 from autodistill.distill.losses import (
     ATTENTION_LOSSES,
+    LOSSES,
     attention_kl,
     attention_relation_kl,
     feature_map_mse,
     match_heads,
     mlm_distill_loss,
     mlm_loss,
+    multi_layer_hidden_mse,
     nsp_loss,
     pretraining_distill_loss,
 )

@@ -129,6 +129,10 @@ def step_plan(preset: str, num_blocks: int, scale: float = 1.0, *,
 
 
 PROGRESSIVE_PROGRAMS = ("shared", "per_block")
+# What the student learns from (DistillConfig.objective): AutoDistill's recipe (progressive
+# transfer on eqs. 1-2, then eq. 3), or KD-NAS's multi-layer hidden states (with eq. 3's logit
+# terms) in one joint phase.
+DISTILL_OBJECTIVES = ("autodistill", "multi_layer")
 # From this many blocks a student trains with its blocks under nn.scan unless
 # ``DistillConfig.scan_blocks`` says otherwise (``bench/compile_depth.py``).
 SCAN_MIN_BLOCKS = 4
@@ -180,6 +184,15 @@ class DistillConfig:
       None (the default): scan when the model has at least :data:`SCAN_MIN_BLOCKS` blocks and
       the progressive program is shared (:meth:`scans`); measured on a 2-core CPU, the two
       layouts cost the same at 2 blocks and the scan wins from 4 (``bench/compile_depth.py``).
+    objective: "autodistill" (the paper's recipe above) or "multi_layer": KD-NAS's multi-layer
+      hidden-state distillation (:func:`losses.multi_layer_hidden_mse`), every block matched to
+      its teacher layer (``layer_mapping``) through its learned projection, all blocks and
+      projections trained together in one phase ("multi_layer_distillation") of the recipe's
+      total step count (progressive + pre-training steps, so the budgets compare), with
+      ``hidden_weight`` x L_HS + ``logits_weight`` x eq. 3 (alpha, temperature, nsp_weight as
+      above). ``progressive`` and the attention settings do not apply.
+    hidden_weight, logits_weight: the two weights of the "multi_layer" objective (logits_weight
+      0: hidden states only).
   """
 
   preset: str = "flash"
@@ -208,6 +221,9 @@ class DistillConfig:
   progress: bool = True
   progressive_program: str = "shared"
   scan_blocks: Optional[bool] = None
+  objective: str = "autodistill"
+  hidden_weight: float = 1.0
+  logits_weight: float = 1.0
 
   def __post_init__(self):
     if self.attention_loss not in losses.ATTENTION_LOSSES:
@@ -223,6 +239,13 @@ class DistillConfig:
     if self.progressive_program not in PROGRESSIVE_PROGRAMS:
       raise ValueError(f"unknown progressive_program {self.progressive_program!r}; choose one "
                        f"of {list(PROGRESSIVE_PROGRAMS)}.")
+    if self.objective not in DISTILL_OBJECTIVES:
+      raise ValueError(f"unknown objective {self.objective!r}; choose one of "
+                       f"{list(DISTILL_OBJECTIVES)}.")
+    if not (self.hidden_weight >= 0 and self.logits_weight >= 0
+            and self.hidden_weight + self.logits_weight > 0):
+      raise ValueError("hidden_weight and logits_weight must be >= 0 and not both 0; got "
+                       f"{self.hidden_weight} and {self.logits_weight}.")
     if self.scan_blocks and self.progressive_program != "shared":
       raise ValueError("scan_blocks=True trains the progressive stages with the shared program; "
                        "set progressive_program='shared' (or scan_blocks=False).")
@@ -270,7 +293,8 @@ class DistillResult:
 
   @property
   def final(self) -> dict[str, float]:
-    return self.evals.get("pretraining_distillation", {})
+    """The held-out evaluation at the end (:func:`final_evals`)."""
+    return final_evals(self.evals)
 
   @property
   def mlm_accuracy(self) -> float:
@@ -279,6 +303,20 @@ class DistillResult:
   @property
   def nsp_accuracy(self) -> float:
     return self.final.get("nsp_accuracy", float("nan"))
+
+
+def final_evals(evals: dict[str, dict[str, float]]) -> dict[str, float]:
+  """The evaluation at the end of a run from its ``evals`` (``DistillResult.evals`` or
+  ``result.json``'s): the last phase's ("pretraining_distillation" for the paper's recipe,
+  "multi_layer_distillation" for KD-NAS's), {} if the run did not get that far."""
+  for phase in FINAL_PHASES:
+    if phase in evals:
+      return evals[phase]
+  return {}
+
+
+# The phase that ends a run, by objective.
+FINAL_PHASES = ("pretraining_distillation", "multi_layer_distillation")
 
 
 def _relation_heads(config: DistillConfig, teacher: BertConfig, student: StudentConfig) -> int:
@@ -321,6 +359,8 @@ class _Recipe:
   fm_weight: float
   nsp_weight: float
   scan_blocks: bool
+  hidden_weight: float
+  logits_weight: float
 
   @classmethod
   def of(cls, config: DistillConfig, num_blocks: int) -> "_Recipe":
@@ -328,7 +368,7 @@ class _Recipe:
     return cls(config.dtype, config.attention_loss, config.alpha, config.temperature,
                config.mha_weight, config.fm_weight,
                1.0 if config.nsp_weight is None else float(config.nsp_weight),
-               config.scans(num_blocks))
+               config.scans(num_blocks), config.hidden_weight, config.logits_weight)
 
 
 def _any_block(path: tuple[str, ...]) -> bool:
@@ -456,6 +496,44 @@ class _Losses:
     loss = terms.pop("loss")
     return loss, terms
 
+  def multi_layer_loss(self, params, batch, rng, context):
+    """KD-NAS's objective: hidden_weight x L_HS (every block against its teacher layer,
+    :func:`losses.multi_layer_hidden_mse`) + logits_weight x eq. 3, in one forward each."""
+    teacher, selection = context["teacher"], context.get("elastic")
+    ids, segments, mask = batch["input_ids"], batch["segment_ids"], batch["input_mask"]
+    positions = batch["masked_lm_positions"]
+    t_out = self.t_model.apply({"params": teacher}, ids, segments, mask,
+                               masked_positions=positions)
+    s_out = self.s_model.apply({"params": params["student"]}, ids, segments, mask,
+                               masked_positions=positions, deterministic=False,
+                               rngs={"dropout": rng}, **self._select(selection))
+    if self.elastic:  # the envelope's blocks the student lacks do not count
+      layers, on = selection["teacher_layers"], selection["arch"].blocks
+    else:
+      layers, on = jnp.asarray(self.mapping, jnp.int32), None
+    t_states = jax.lax.stop_gradient(jnp.stack(t_out.hidden_states))[layers]
+    hidden = losses.multi_layer_hidden_mse(
+        t_states, self._project_all(params, jnp.stack(s_out.hidden_states[1:])), mask, on)
+    terms = losses.pretraining_distill_loss(
+        s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
+        alpha=self.recipe.alpha, temperature=self.recipe.temperature,
+        nsp_weight=self.recipe.nsp_weight)
+    loss = self.recipe.hidden_weight * hidden + self.recipe.logits_weight * terms.pop("loss")
+    return loss, {"hidden": hidden, **terms}
+
+  def _project_all(self, params, states):
+    """Every block's states [K, batch, S, student width] in the teacher's width (section 3.3.2's
+    projection of each block, stacked)."""
+    if not self.projections.needed:
+      return states
+    if self.recipe.scan_blocks:
+      blocks = params["projections"]["blocks"]
+    else:
+      blocks = jax.tree.map(lambda *xs: jnp.stack(xs), *[
+          params["projections"][f"block_{k}"] for k in range(self.num_blocks)])
+    return (jnp.einsum("kbsh,khn->kbsn", states, blocks["kernel"].astype(states.dtype))
+            + blocks["bias"][:, None, None, :].astype(states.dtype))
+
   def apply_fn(self, params, ids, segments, mask, positions):
     """The student's forward for held-out evaluation (an elastic student's selection in
     ``params["elastic"]``)."""
@@ -518,6 +596,11 @@ def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teac
       rep = _replicated_like(teacher_shardings)
       context_sh["elastic"] = jax.tree.map(lambda _: rep, context["elastic"])
   phases = []
+  if config.objective == "multi_layer":
+    # One joint phase of the recipe's whole budget; the projections train with the student.
+    return [Phase("multi_layer_distillation", plan.total_steps, fns.multi_layer_loss,
+                  config.optimizer.replace(warmup_steps=plan.warmup_steps), None,
+                  context=context, context_shardings=context_sh)]
   if config.progressive:
     stage_opt = config.optimizer.replace(warmup_steps=plan.steps_per_block // 10)
     for k in range(student.num_blocks):

@@ -1,4 +1,5 @@
-"""Distillation losses of AutoDistill (paper section 3.3.1, eqs. 1-3) and MiniLM relations.
+"""Distillation losses of AutoDistill (paper section 3.3.1, eqs. 1-3), MiniLM relations and
+KD-NAS's multi-layer hidden states (:data:`LOSSES` names them all).
 
 Every loss is a small pure function of arrays. Masks are explicit: ``token_mask`` [batch, seq]
 is 1 on real tokens and 0 on padding, ``weights`` [batch, predictions] is 1 on real masked-LM
@@ -271,8 +272,50 @@ def attention_relation_kl(teacher_qkv: tuple[Array, Array, Array],
   return total
 
 
+def multi_layer_hidden_mse(teacher_states: Array, student_states: Array, token_mask: Array,
+                           block_weights: Optional[Array] = None) -> Array:
+  """KD-NAS's multi-layer hidden-state distillation (Trivedi et al. 2023), as we read it.
+
+  The paper's abstract names a "multi-layer hidden state distillation process" and no formula;
+  ours (in the TinyBERT/MiniLM-v1 line it builds on) matches *every* student layer at once to its
+  teacher layer: the mean over student blocks k of eq. 2's feature-map MSE,
+  L_HS = 1/K sum_k L_FM(h^T_{m(k)}, W_k h^S_k), where m is the layer mapping (uniform by default)
+  and W_k the learned projection of block k where the widths differ (applied by the caller).
+  Unlike progressive transfer, all blocks train together in one phase.
+
+  Args:
+    teacher_states: [K, batch, S, N] the teacher's hidden state m(k) for each student block k.
+    student_states: [K, batch, S, N] each student block's output, in the teacher's width N.
+    token_mask: [batch, S], 1 on real tokens.
+    block_weights: [K] 1 for the blocks that count (an elastic student's own blocks), None: all.
+
+  Returns:
+    The scalar loss (float32).
+  """
+  if teacher_states.shape != student_states.shape:
+    raise ValueError(f"hidden states differ in shape: teacher {teacher_states.shape}, student "
+                     f"{student_states.shape}; pick the teacher layer of every student block "
+                     "and project the student's states to the teacher's width first.")
+  per_block = jax.vmap(feature_map_mse, in_axes=(0, 0, None))(teacher_states, student_states,
+                                                               token_mask)
+  if block_weights is None:
+    return jnp.mean(per_block)
+  w = block_weights.astype(jnp.float32)
+  return _safe_mean(jnp.sum(per_block * w), jnp.sum(w))
+
+
 # Attention-transfer losses by name (the config's ``attention_loss``).
 ATTENTION_LOSSES: dict[str, Callable[..., Array]] = {
     "kl": attention_kl,
     "relation": attention_relation_kl,
+}
+
+# Every distillation loss by name: eqs. 1-3 of AutoDistill, MiniLM-v2's relations (AutoDistil),
+# KD-NAS's multi-layer hidden states.
+LOSSES: dict[str, Callable[..., Array]] = {
+    "attention_kl": attention_kl,                      # eq. 1
+    "feature_map_mse": feature_map_mse,                # eq. 2
+    "pretraining_distill": pretraining_distill_loss,   # eq. 3
+    "attention_relation_kl": attention_relation_kl,    # MiniLM-v2
+    "multi_layer_hidden_mse": multi_layer_hidden_mse,  # KD-NAS
 }

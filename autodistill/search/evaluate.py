@@ -23,7 +23,7 @@ import traceback
 from typing import Any, Callable, Mapping, Optional
 
 from autodistill import files
-from autodistill.distill.distillation import DistillConfig, distill
+from autodistill.distill.distillation import DistillConfig, distill, final_evals
 from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
 from autodistill.models.elastic import Envelope
@@ -136,7 +136,7 @@ def evaluate_student(context: SearchContext, point: Point, trial_dir: pathlib.Pa
     record.seconds["latency"] = record.latency_s
     record.seconds["setup"] = round(record.seconds["setup"] + max(overhead, 0.0), 2)
     log(f"trial {record.trial_id}: {describe(record.seconds)}")
-  final = evals.get("pretraining_distillation", {})
+  final = final_evals(evals)
   record.mlm_accuracy = final.get("mlm_accuracy")
   record.nsp_accuracy = final.get("nsp_accuracy")
   record.mlm_loss, record.nsp_loss = final.get("mlm_loss"), final.get("nsp_loss")

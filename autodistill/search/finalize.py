@@ -106,7 +106,7 @@ def finalize(context: SearchContext, settings: FinalizeSettings, objectives: Seq
                                 "hf": str(hf_dir) if hf_dir else None}
     if why:
       exported["hf_export"] = why
-    final = result.evals.get("pretraining_distillation", {})
+    final = result.final
     summary = {
         "trial_id": record.trial_id, "name": student.name, "params": record.params,
         "latency_ms": record.latency_ms,

@@ -267,6 +267,55 @@ class _Dying:
       yield batch
 
 
+def test_multi_layer_objective_is_one_joint_phase_on_every_blocks_hidden_states(tmp_path):
+  """objective="multi_layer" (KD-NAS): one phase of the recipe's total steps training every
+  block and projection at once; its first logged hidden-state term is the mean over blocks of
+  the masked MSE between each projected student block and its mapped teacher layer, recomputed
+  here in NumPy from the initial parameters; scanned blocks give the same run."""
+  from autodistill.distill import initial_params, layer_mapping
+  from autodistill.models import BertForPreTraining, StudentForPreTraining
+  teacher, student = tiny_teacher(), tiny_student()
+  config = DistillConfig(steps_per_block=2, pretrain_steps=3, warmup_steps=1, log_every=1,
+                         progress=False, objective="multi_layer", logits_weight=0.5,
+                         scan_blocks=False)
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  batch = {k: np.asarray(v) for k, v in next(iter(train.device_batches(
+      sharding.make_mesh((1, 1), devices=jax.devices()[:1])))).items()}
+  train.reset()
+  result = distill(student, teacher, train, evaluation, tmp_path / "ml", config,
+                   log=lambda _: None)
+  assert list(result.evals) == ["init", "multi_layer_distillation"]
+  assert result.final is result.evals["multi_layer_distillation"]
+  records = [r for r in read_metrics(tmp_path / "ml") if "loss" in r]
+  assert [r["step"] for r in records] == list(range(1, 2 * 2 + 3 + 1))
+  assert {r["phase"] for r in records} == {"multi_layer_distillation"}
+
+  config = config.for_teacher(teacher)
+  params = initial_params(student, teacher.config, teacher.params, config)
+  args = (batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+  t_states = BertForPreTraining(teacher.config).apply({"params": teacher.params}, *args)
+  s_states = StudentForPreTraining(student).apply({"params": params["student"]}, *args)
+  mask = batch["input_mask"].astype(bool)
+  expected = []
+  for k, layer in enumerate(layer_mapping(student.num_blocks, teacher.config.num_layers)):
+    proj = params["projections"][f"block_{k}"]
+    s = np.asarray(s_states.hidden_states[k + 1], np.float64) @ np.asarray(proj["kernel"])
+    diff = np.asarray(t_states.hidden_states[layer]) - (s + np.asarray(proj["bias"]))
+    expected.append(np.mean(diff[mask] ** 2))
+  np.testing.assert_allclose(records[0]["hidden"], np.mean(expected), rtol=1e-4)
+  np.testing.assert_allclose(records[0]["loss"], records[0]["hidden"] + 0.5 * (
+      0.5 * records[0]["mlm"] + 0.5 * records[0]["mlm_distill"]
+      + config.nsp_weight * records[0]["nsp"]), rtol=1e-5)
+
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  scanned = distill(student, teacher, train, evaluation, tmp_path / "scan",
+                    config.replace(scan_blocks=True), log=lambda _: None)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+               jax.device_get(scanned.params), jax.device_get(result.params))
+  with pytest.raises(ValueError, match="unknown objective 'tinybert'"):
+    config.replace(objective="tinybert")
+
+
 def test_students_that_cannot_share_an_envelope_are_named():
   teacher = tiny_teacher()  # 32 wide: a 32-wide student needs no feature projection
   envelope, why = elastic_envelope([tiny_student(), tiny_student(hidden_size=32)],

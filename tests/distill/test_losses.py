@@ -430,3 +430,31 @@ def test_relation_heads_must_divide_the_width(rng):
 def test_attention_loss_registry():
   assert losses.ATTENTION_LOSSES["kl"] is losses.attention_kl
   assert losses.ATTENTION_LOSSES["relation"] is losses.attention_relation_kl
+
+
+def test_multi_layer_hidden_mse_matches_numpy_per_block_weights_and_padding(rng):
+  """KD-NAS's multi-layer loss: the (weighted) mean over blocks of each block's MSE over real
+  tokens and features, against NumPy; padded tokens and zero-weight blocks count for nothing."""
+  mask = _token_mask(2, 5, [5, 2])
+  teacher = rng.normal(size=(3, 2, 5, 6)).astype(np.float32)
+  student = rng.normal(size=(3, 2, 5, 6)).astype(np.float32)
+  real = mask.astype(bool)
+  per_block = [np.mean((teacher[k][real].astype(np.float64) - student[k][real]) ** 2)
+               for k in range(3)]
+  loss = jax.jit(losses.multi_layer_hidden_mse)
+  np.testing.assert_allclose(loss(teacher, student, mask), np.mean(per_block), rtol=RTOL)
+  weights = np.array([1.0, 0.0, 1.0], np.float32)
+  np.testing.assert_allclose(loss(teacher, student, mask, weights),
+                             (per_block[0] + per_block[2]) / 2, rtol=RTOL)
+  moved = student.copy()
+  moved[1] += 50.0  # the block without weight
+  moved[:, 1, 2:] -= 50.0  # padded tokens
+  np.testing.assert_allclose(loss(teacher, moved, mask, weights),
+                             (per_block[0] + per_block[2]) / 2, rtol=RTOL)
+  grad = jax.jit(jax.grad(losses.multi_layer_hidden_mse, argnums=(0, 1)))(
+      teacher, student, mask, weights)
+  assert not np.any(np.asarray(grad[0])) and np.any(np.asarray(grad[1][0]))
+  assert not np.any(np.asarray(grad[1][1]))
+  with pytest.raises(ValueError, match="project the student's states"):
+    losses.multi_layer_hidden_mse(teacher, student[..., :4], mask)
+  assert losses.LOSSES["multi_layer_hidden_mse"] is losses.multi_layer_hidden_mse
