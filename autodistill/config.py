@@ -72,7 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.space.definition = config_dict.placeholder(dict)  # a custom Space dict; overrides preset.
 
   c.search = ml_collections.ConfigDict()
-  c.search.designer = "gp_bandit"  # gp_bandit | random | quasi_random | eagle | nsga2.
+  c.search.designer = "gp_bandit"  # gp_bandit | random | quasi_random | eagle | nsga2 | kdnas.
   c.search.num_trials = 6  # trials to complete (the baseline and infeasible ones included).
   c.search.seed = 0  # designer seed.
   # Names in search.settings.OBJECTIVES. The paper's pair is (mlm_accuracy, latency_ms); at this
@@ -90,6 +90,10 @@ def default_config() -> ml_collections.ConfigDict:
   # Trials train inside the space's elastic envelope (models/elastic.py): one compiled program
   # for every student; dropout masks are drawn over the envelope. False: each student its shapes.
   c.search.elastic = True
+  # kdnas (KD-NAS's controller): reward quality x (latency / budget)^w (MnasNet).
+  c.search.kdnas_budget_ms = config_dict.placeholder(float)  # None = the baseline's latency.
+  c.search.kdnas_exponent = -0.07  # w (MnasNet's soft constraint); must be <= 0.
+  c.search.kdnas_hard = False  # True: w = 0 within the budget, -1 beyond it.
 
   c.distill = ml_collections.ConfigDict()
   c.distill.preset = "flash"  # flash | regular (paper section 4.1).
@@ -399,6 +403,10 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
   _check("search", "num_trials", s.num_trials, lambda v: _count(v) and v > 0,
          "a whole number > 0")
   _check("search", "max_suggestions", s.max_suggestions, _count, "a whole number >= 0")
+  if s.get("kdnas_budget_ms") is not None:
+    _check("search", "kdnas_budget_ms", s.kdnas_budget_ms, lambda v: v > 0,
+           "> 0 (or None: the baseline's latency)")
+  _check("search", "kdnas_exponent", s.kdnas_exponent, lambda v: v <= 0, "<= 0")
   for field in ("max_latency_ms", "max_params", "min_accuracy"):
     if s.get(field) is not None:
       _check("search", field, s[field], lambda v: v >= 0, ">= 0 (or None for no limit)")
@@ -409,7 +417,9 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
                               max_params=s.get("max_params"),
                               min_accuracy=s.get("min_accuracy")),
       study_id=s.study_id, endpoint=s.endpoint, client_id=s.client_id,
-      max_suggestions=s.max_suggestions or 20 * s.num_trials, elastic=bool(s.elastic))
+      max_suggestions=s.max_suggestions or 20 * s.num_trials, elastic=bool(s.elastic),
+      kdnas_budget_ms=s.get("kdnas_budget_ms"), kdnas_exponent=s.kdnas_exponent,
+      kdnas_hard=bool(s.kdnas_hard))
 
 
 def _finalize(c: ml_collections.ConfigDict, flash: DistillConfig) -> FinalizeSettings:

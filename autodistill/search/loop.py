@@ -125,7 +125,8 @@ def _study_metadata(space: Space, settings: SearchSettings,
   return {"designer": settings.designer, "seed": str(settings.seed),
           "space": json.dumps(space.to_dict(), sort_keys=True),
           "objectives": json.dumps(list(settings.objectives)),
-          "evaluation": json.dumps(evaluation, sort_keys=True, default=str)}
+          "evaluation": json.dumps(evaluation, sort_keys=True, default=str),
+          **settings.designer_metadata()}
 
 
 def create_or_load_study(space: Space, settings: SearchSettings,
@@ -144,7 +145,7 @@ def create_or_load_study(space: Space, settings: SearchSettings,
   study_config.algorithm = "DEFAULT"  # the designer is chosen by SearchPolicyFactory from metadata
   study = clients.Study.from_study_config(study_config, owner=OWNER, study_id=settings.study_id)
   stored = study.materialize_problem_statement().metadata.ns(NS)
-  for key in ("designer", "seed", "space", "objectives", "evaluation"):
+  for key in metadata:
     if stored.get(key) != metadata[key]:
       raise IncompatibleStudyError(
           f"study {settings.study_id!r} in this workdir was created with {key}="

@@ -11,6 +11,7 @@ config (see :func:`autodistill.config.parse_config`). The Vizier problem built f
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Mapping, Optional, Sequence
 
 from autodistill.distill.distillation import DistillConfig
@@ -125,6 +126,11 @@ class SearchSettings:
       (:mod:`autodistill.models.elastic`), so all students share one set of compiled programs;
       where the space's students cannot share one (say, some have the teacher's width and need
       no feature projection) trials fall back to their own shapes and the log says why.
+    kdnas_budget_ms: the ``kdnas`` designer's latency budget T (None: the baseline trial's
+      latency); its reward is MnasNet's ``quality * (latency / T) ** w``
+      (:func:`autodistill.search.designers.kdnas.reward`).
+    kdnas_exponent: that ``w`` (MnasNet's soft -0.07) unless ``kdnas_hard``: ``w`` is 0 within
+      the budget and -1 beyond it.
   """
 
   designer: str = "gp_bandit"
@@ -138,6 +144,18 @@ class SearchSettings:
   client_id: str = "worker-0"
   max_suggestions: int = 120
   elastic: bool = True
+  kdnas_budget_ms: Optional[float] = None
+  kdnas_exponent: float = -0.07
+  kdnas_hard: bool = False
+
+  def designer_metadata(self) -> dict[str, str]:
+    """What the designer reads from the study's metadata besides its name and seed (only
+    ``kdnas`` has settings; other designers' studies store nothing more)."""
+    if self.designer != "kdnas":
+      return {}
+    return {"kdnas": json.dumps({"budget_ms": self.kdnas_budget_ms,
+                                 "exponent": self.kdnas_exponent, "hard": self.kdnas_hard},
+                                sort_keys=True)}
 
 
 @dataclasses.dataclass(frozen=True)

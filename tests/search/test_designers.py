@@ -2,6 +2,7 @@
 them (autodistill.search.policy), through a real Vizier server and offline."""
 
 import contextlib
+import json
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_gp_bandit_through_server(tmp_path):
   assert len({tuple(p.values()) for p in points}) == 3
 
 
-@pytest.mark.parametrize("designer", ["random", "quasi_random", "eagle"])
+@pytest.mark.parametrize("designer", ["random", "quasi_random", "eagle", "kdnas"])
 def test_same_seed_same_suggestions_in_fresh_server(tmp_path, designer):
   first, _ = _run(tmp_path / "a.sqlite", designer, seed=7, rounds=3)
   again, _ = _run(tmp_path / "b.sqlite", designer, seed=7, rounds=3)
@@ -122,7 +123,7 @@ def test_same_seed_same_suggestions_in_fresh_server(tmp_path, designer):
   assert first != other
 
 
-@pytest.mark.parametrize("designer", ["quasi_random", "eagle"])
+@pytest.mark.parametrize("designer", ["quasi_random", "eagle", "kdnas"])
 def test_killed_and_resumed_search_continues_as_uninterrupted(tmp_path, designer):
   straight, _ = _run(tmp_path / "a.sqlite", designer, seed=3, rounds=5, infeasible_round=1)
   resumed, _ = _run(tmp_path / "b.sqlite", designer, seed=3, rounds=5, infeasible_round=1,
@@ -385,3 +386,77 @@ def test_gp_suggestions_in_one_padded_size_compile_once(monkeypatch):
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert programs == [gp_programs, set()], programs
+
+
+# ---------------------------------------------------------------------------------------------
+# kdnas (KD-NAS's controller)
+
+# 256 students with one best: accuracy falls by 0.1 per step away from TARGET in any factor.
+_KD_SPACE = Space(
+    name="kdnas_test",
+    factors={"hidden_size": (64, 128, 192, 256), "bottleneck_size": (16, 32, 48, 64),
+             "intermediate_size": (64, 128, 192, 256), "num_ffn": (1, 2, 3, 4)},
+    fixed={"num_blocks": 2})
+_KD_TARGET = {"hidden_size": 192, "bottleneck_size": 16, "intermediate_size": 256, "num_ffn": 3}
+
+
+def _kd_accuracy(point):
+  steps = sum(abs(_KD_SPACE.factors[k].index(point[k]) - _KD_SPACE.factors[k].index(v))
+              for k, v in _KD_TARGET.items())
+  return 1.0 - 0.1 * steps
+
+
+def _rounds_to_optimum(designer, seed, budget):
+  problem = problem_statement(_KD_SPACE, objectives=("mlm_accuracy",),
+                              metadata={"designer": designer, "seed": seed})
+  history = []
+  for k in range(budget):
+    (suggestion,) = designers.suggest(designer, problem, history, [], seed=seed)
+    trial = suggestion.to_trial(k + 1)
+    point = point_of(_KD_SPACE, trial.parameters)
+    trial.complete(vz.Measurement(metrics={"mlm_accuracy": _kd_accuracy(point)}))
+    history.append(trial)
+    if point == _KD_TARGET:
+      return k + 1
+  return None
+
+
+def test_kdnas_controller_reaches_a_known_optimum_that_random_misses():
+  """On 256 students with one optimum, the controller (REINFORCE policy + reward predictor)
+  with seed 0 finds it within 20 trials; random search with the same seed does not."""
+  assert _rounds_to_optimum("kdnas", 0, 20) is not None
+  assert _rounds_to_optimum("random", 0, 20) is None
+
+
+def test_kdnas_reward_is_monotone_in_quality_and_latency():
+  from autodistill.search.designers.kdnas import reward
+  qualities, latencies = np.linspace(0.1, 1.0, 7), np.linspace(0.5, 8.0, 9)
+  for hard in (False, True):
+    grid = np.array([[reward(q, t, 2.0, hard=hard) for t in latencies] for q in qualities])
+    assert np.all(np.diff(grid, axis=0) > 0)  # better quality, more reward
+    assert np.all(np.diff(grid, axis=1) <= 0)  # slower, no more reward
+  assert reward(0.5, 1.0, 2.0, hard=True) == 0.5  # within a hard budget: the quality alone
+  assert reward(0.5, 4.0, 2.0, hard=True) == pytest.approx(0.25)  # twice over: half
+  assert reward(0.5, 4.0, 2.0) == pytest.approx(0.5 * 2 ** -0.07)  # MnasNet's soft w
+  assert reward(0.5, None, 2.0) == reward(0.5, 4.0, None) == 0.5
+
+
+def test_kdnas_rewards_come_from_loss_latency_and_the_budget_in_the_study():
+  """exp(-mlm_loss) x (latency / T)^w with T from the study's metadata, else the baseline's
+  latency; infeasible students get 0."""
+  from autodistill.search.designers.kdnas import KdnasController
+  problem = problem_statement(SPACE, objectives=("mlm_loss", "latency_ms"),
+                              metadata={"designer": "kdnas", "seed": 0,
+                                        "kdnas": json.dumps({"budget_ms": 2.0, "exponent": -0.5})})
+  trial = vz.Trial(parameters=parameters_of(SPACE, SPACE.baseline), id=1)
+  trial.complete(vz.Measurement(metrics={"mlm_loss": 3.0, "latency_ms": 8.0}))
+  controller = KdnasController(problem, seed=0, num_trials=1)
+  assert controller.trial_reward(trial, 2.0) == pytest.approx(np.exp(-3.0) * 4.0 ** -0.5)
+  assert controller._budget([trial]) == 2.0  # pylint: disable=protected-access
+  no_budget = KdnasController(problem_statement(SPACE, objectives=("mlm_loss", "latency_ms")),
+                              seed=0, num_trials=1)
+  trial.metadata.ns(METADATA_NS)["baseline"] = "true"
+  assert no_budget._budget([trial]) == 8.0  # pylint: disable=protected-access
+  bad = vz.Trial(parameters=parameters_of(SPACE, SPACE.baseline), id=2)
+  bad.complete(vz.Measurement(), infeasibility_reason="over the latency limit")
+  assert controller.trial_reward(bad, 2.0) == 0.0

@@ -15,6 +15,9 @@ can use:
   scalarisation of :class:`~autodistill.search.designers.eagle.ScalarizedEagle`.
 * ``nsga2``: Vizier's ``NSGA2Designer`` as the steady-state
   :class:`~autodistill.search.designers.nsga2.SteadyStateNSGA2`.
+* ``kdnas``: KD-NAS's reward-driven controller (a REINFORCE-trained Flax policy over the factors
+  and a reward predictor that ranks its samples),
+  :class:`~autodistill.search.designers.kdnas.KdnasController` (our reading of the paper).
 
 Every designer is rebuilt from the study's history for each suggestion
 (:func:`~autodistill.search.designers.replay.suggest`; the reasons are in that module), and the
@@ -22,7 +25,7 @@ Vizier service runs it through :class:`autodistill.search.policy.SearchPolicyFac
 
 Modules: ``replay`` (:func:`make_designer`, :func:`suggest`), ``seeds`` (:func:`call_seed`, the
 search's Halton sequence), ``history`` (reading objectives and students off trials),
-``gp_bandit``, ``eagle``, ``nsga2``, and ``_vizier``, the one module that imports Vizier's private
+``gp_bandit``, ``eagle``, ``nsga2``, ``kdnas``, and ``_vizier``, the one module that imports Vizier's private
 designer modules.
 
 This ``__init__`` imports neither Vizier nor JAX: the search's config validation and a plain
@@ -35,7 +38,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DESIGNERS = ("gp_bandit", "random", "quasi_random", "eagle", "nsga2")
+DESIGNERS = ("gp_bandit", "random", "quasi_random", "eagle", "nsga2", "kdnas")
 DEFAULT_DESIGNER = "gp_bandit"
 
 
@@ -65,6 +68,7 @@ _LAZY = {
     "ScalarizedEagle": "autodistill.search.designers.eagle",
     "SteadyStateNSGA2": "autodistill.search.designers.nsga2",
     "NSGA2_POPULATION": "autodistill.search.designers.nsga2",
+    "KdnasController": "autodistill.search.designers.kdnas",
 }
 
 __all__ = ["DESIGNERS", "DEFAULT_DESIGNER", "check_designer", *_LAZY]

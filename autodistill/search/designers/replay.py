@@ -19,6 +19,9 @@ suggestion. Per designer (read from Vizier's code):
   from the history (:mod:`autodistill.search.designers.eagle`).
 * ``nsga2``: survival selects the population from all feasible completed trials at once, and
   each call mutates members drawn at random (a steady-state NSGA-II).
+* ``kdnas``: the controller's weights start from the search's seed and REINFORCE replays every
+  completed trial in id order; its samples use the call's seed
+  (:mod:`autodistill.search.designers.kdnas`).
 
 Vizier's alternative, ``PartiallySerializableDesignerPolicy``, stores designer state in the study
 metadata; it is not used: ``NSGA2Designer`` does not serialise its trial count, it would make the
@@ -41,6 +44,7 @@ from autodistill.search.designers import check_designer
 from autodistill.search.designers import eagle
 from autodistill.search.designers import gp_bandit
 from autodistill.search.designers import history
+from autodistill.search.designers import kdnas
 from autodistill.search.designers import nsga2
 from autodistill.search.designers import seeds
 
@@ -78,6 +82,8 @@ def make_designer(name: str, problem: vz.ProblemStatement, *, seed: int, num_tri
     return seeds.halton_designer(problem, seed=seed, num_trials=num_trials)
   if name == "eagle":
     return eagle.ScalarizedEagle(problem, seed=seed, num_trials=num_trials)
+  if name == "kdnas":
+    return kdnas.KdnasController(problem, seed=seed, num_trials=num_trials)
   return nsga2.SteadyStateNSGA2(problem, seed=seed, num_trials=num_trials)
 
 
