@@ -97,6 +97,8 @@ def test_step_counts_left_to_the_preset_follow_the_papers_ratios():
     ("finalize", "preset", "long", "'regular'"),
     ("runtime", "mesh_shape", (-1, -1), "(data, model)"),
     ("latency", "min_runs", 0, "a whole number > 0"),
+    ("search", "kdnas_exponent", 0.5, "<= 0"),
+    ("distill", "objective", "tinybert", "'multi_layer'"),
 ])
 def test_a_bad_value_is_one_line_naming_the_field_value_and_what_is_allowed(
     section, field, value, expected):

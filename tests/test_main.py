@@ -120,7 +120,8 @@ def test_experiment_configs_load_and_pass_the_checks():
     module = config_flags.config_flags._LoadConfigModule(path.stem, str(path))  # pylint: disable=protected-access
     assert module.__doc__ and "autodistill " in module.__doc__, path  # the command to run
     loaded[path.stem] = module
-  assert set(loaded) >= {"paper_table1", "cpu_demo", "gpu", "pod", "autodistil_subspaces"}
+  assert set(loaded) >= {"paper_table1", "cpu_demo", "gpu", "pod", "autodistil_subspaces",
+                         "kdnas"}
   assert loaded["cpu_demo"].get_config().to_dict() == default_config().to_dict()
   parse_config(loaded["cpu_demo"].get_config())
   paper = parse_config(loaded["paper_table1"].get_config("/ckpt/ib-bert-large"))
@@ -141,6 +142,10 @@ def test_experiment_configs_load_and_pass_the_checks():
   assert pod.finalize.recipe.mesh_shape == (16, 4) and pod.finalize.recipe.dtype == "bfloat16"
   assert pod.distill.mesh_shape == (16, 4) and pod.finetune.recipe.mesh_shape == (16, 4)
   assert parse_config(loaded["gpu"].get_config()).runtime.mesh_shape == (-1, 1)
+  kdnas = parse_config(loaded["kdnas"].get_config("3.5"))
+  assert (kdnas.search.designer, kdnas.distill.objective) == ("kdnas", "multi_layer")
+  assert json.loads(kdnas.search.designer_metadata()["kdnas"])["budget_ms"] == 3.5
+  assert parse_config(loaded["kdnas"].get_config()).search.kdnas_budget_ms is None
 
 
 def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkeypatch):

@@ -791,9 +791,12 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
   """:func:`distill`'s set-up and training."""
   mesh = mesh or sharding.make_mesh(config.mesh_shape)
   plan = config.plan(student.num_blocks)
+  steps = (f"{plan.total_steps} multi-layer hidden-state distillation steps"
+           if config.objective == "multi_layer" else
+           f"{plan.num_blocks} x {plan.steps_per_block} progressive + {plan.pretrain_steps} "
+           "pre-training-distillation steps")
   log(f"distilling {student.name} from a {teacher.config.num_layers}-layer teacher: "
-      f"{plan.num_blocks} x {plan.steps_per_block} progressive + {plan.pretrain_steps} "
-      f"pre-training-distillation steps ({config.preset}, scale {config.scale}), batch "
+      f"{steps} ({config.preset}, scale {config.scale}), batch "
       f"{train_data.global_batch_size}, mesh {dict(mesh.shape)}"
       + ("" if config.nsp_weight else "; next-sentence prediction dropped (nsp_weight 0)"))
   if envelope is not None:
