@@ -90,8 +90,10 @@ def default_config() -> ml_collections.ConfigDict:
   # Trials train inside the space's elastic envelope (models/elastic.py): one compiled program
   # for every student; dropout masks are drawn over the envelope. False: each student its shapes.
   c.search.elastic = True
-  # kdnas (KD-NAS's controller): reward quality x (latency / budget)^w (MnasNet).
-  c.search.kdnas_budget_ms = config_dict.placeholder(float)  # None = the baseline's latency.
+  # Latency budgets (ms): `autodistill recommend` names the best student within each; the kdnas
+  # designer's reward, quality x (latency / budget)^w (MnasNet), uses the first (none: the
+  # baseline's latency).
+  c.search.latency_budgets_ms = ()
   c.search.kdnas_exponent = -0.07  # w (MnasNet's soft constraint); must be <= 0.
   c.search.kdnas_hard = False  # True: w = 0 within the budget, -1 beyond it.
 
@@ -403,9 +405,10 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
   _check("search", "num_trials", s.num_trials, lambda v: _count(v) and v > 0,
          "a whole number > 0")
   _check("search", "max_suggestions", s.max_suggestions, _count, "a whole number >= 0")
-  if s.get("kdnas_budget_ms") is not None:
-    _check("search", "kdnas_budget_ms", s.kdnas_budget_ms, lambda v: v > 0,
-           "> 0 (or None: the baseline's latency)")
+  budgets = tuple(s.latency_budgets_ms)
+  _check("search", "latency_budgets_ms", budgets,
+         lambda b: all(isinstance(v, (int, float)) and v > 0 for v in b),
+         "a list of positive milliseconds (or () for none)")
   _check("search", "kdnas_exponent", s.kdnas_exponent, lambda v: v <= 0, "<= 0")
   for field in ("max_latency_ms", "max_params", "min_accuracy"):
     if s.get(field) is not None:
@@ -418,7 +421,7 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
                               min_accuracy=s.get("min_accuracy")),
       study_id=s.study_id, endpoint=s.endpoint, client_id=s.client_id,
       max_suggestions=s.max_suggestions or 20 * s.num_trials, elastic=bool(s.elastic),
-      kdnas_budget_ms=s.get("kdnas_budget_ms"), kdnas_exponent=s.kdnas_exponent,
+      latency_budgets_ms=tuple(float(v) for v in budgets), kdnas_exponent=s.kdnas_exponent,
       kdnas_hard=bool(s.kdnas_hard))
 
 

@@ -167,6 +167,13 @@ COMMANDS: dict[str, Command] = {
         "Vizier study, without training, and the fine-tuning report "
         " finetune/report.md/csv from its result.json files.",
         lambda settings, workdir, _: pipeline.report_stage(settings, workdir)),
+    "recommend": Command(
+        "name the best student of a search within each latency budget",
+        "For each of config.search.latency_budgets_ms, the feasible student of the workdir's "
+        "search with the best quality objective whose latency is within the budget (KD-NAS's "
+        "recommendations); prints a table and writes <workdir>/recommend.json "
+        "(autodistill.pipeline.recommend_stage).",
+        lambda settings, workdir, _: pipeline.recommend_stage(settings, workdir)),
     "summary": Command(
         "print the parameter breakdown of an architecture",
         "Counts the parameters of --arch by component (autodistill.pipeline.summary_stage).",

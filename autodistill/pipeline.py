@@ -286,6 +286,31 @@ def report_stage(config: Any, workdir: Any = None, *, log: Log = print) -> Any:
   return result
 
 
+def recommend_stage(config: Any, workdir: Any = None, *, log: Log = print
+                    ) -> list[dict[str, Any]]:
+  """For each of ``search.latency_budgets_ms``, the best student the search found within it
+  (:func:`autodistill.search.report.recommend`); prints a table and writes
+  ``<workdir>/recommend.json``. Trains and measures nothing.
+
+  Raises:
+    ConfigError: no budgets are set.
+    FileNotFoundError: the workdir holds no finished search.
+  """
+  # pylint: disable=import-outside-toplevel
+  from autodistill.search.finalize import read_records
+  from autodistill.search.report import recommend, recommend_table
+  exp = _experiment(config, workdir, log)
+  budgets = exp.settings.search.latency_budgets_ms
+  if not budgets:
+    raise ConfigError("config.search.latency_budgets_ms=() names no budget; give some, e.g. "
+                      "--config.search.latency_budgets_ms='(1.0, 2.0)' or "
+                      "--config=experiments/kdnas.py:1.0,2.0.")
+  rows = recommend(read_records(exp.workdir), budgets, exp.settings.search.objectives)
+  exp.log(recommend_table(rows))
+  files.write_json(exp.workdir / "recommend.json", rows)
+  return rows
+
+
 def summary_stage(arch: str, *, log: Log = print) -> str:
   """The parameter breakdown of an architecture by component
   (:func:`autodistill.models.params.summary`)."""

@@ -4,10 +4,13 @@ multi-layer hidden-state distillation, on the embedded teacher, data and space.
 Command::
 
   autodistill search --config=experiments/kdnas.py --workdir=workdir/kdnas
-  autodistill search --config=experiments/kdnas.py:3.0 --workdir=workdir/kdnas-3ms  # budget 3 ms
+  autodistill search --config=experiments/kdnas.py:1.0,1.5 --workdir=workdir/kdnas-budgets
+  autodistill recommend --config=experiments/kdnas.py:1.0,1.5 --workdir=workdir/kdnas-budgets
 
-The argument after the colon is the latency budget T in milliseconds (batch-1 latency on this
-CPU at sequence length 128); without it, T is the baseline student's measured latency.
+The argument after the colon is a list of latency budgets in milliseconds (batch-1 latency on
+this CPU at sequence length 128): the controller's reward uses the first as its budget T (without
+one, T is the baseline student's measured latency), and ``recommend`` prints the best student
+found within each budget.
 
 What differs from ``experiments/cpu_demo.py`` (everything else is the demo's: MiniLM-L6 teacher
 adapted to BBC News, the ``cpu_demo`` space of 48 two-block students, latency on this CPU):
@@ -35,10 +38,10 @@ How long: about the demo's search (6 trials of about 20-40 s each after the teac
 from autodistill.config import default_config
 
 
-def get_config(budget_ms: str = ""):
+def get_config(budgets_ms: str = ""):
   c = default_config()
   c.search.designer = "kdnas"
-  c.search.kdnas_budget_ms = float(budget_ms) if budget_ms else None
+  c.search.latency_budgets_ms = tuple(float(b) for b in budgets_ms.split(",") if b)
   c.search.objectives = ("mlm_loss", "latency_ms")
   c.search.study_id = "kdnas"
   c.distill.objective = "multi_layer"

@@ -142,10 +142,11 @@ def test_experiment_configs_load_and_pass_the_checks():
   assert pod.finalize.recipe.mesh_shape == (16, 4) and pod.finalize.recipe.dtype == "bfloat16"
   assert pod.distill.mesh_shape == (16, 4) and pod.finetune.recipe.mesh_shape == (16, 4)
   assert parse_config(loaded["gpu"].get_config()).runtime.mesh_shape == (-1, 1)
-  kdnas = parse_config(loaded["kdnas"].get_config("3.5"))
+  kdnas = parse_config(loaded["kdnas"].get_config("3.5,6"))
   assert (kdnas.search.designer, kdnas.distill.objective) == ("kdnas", "multi_layer")
   assert json.loads(kdnas.search.designer_metadata()["kdnas"])["budget_ms"] == 3.5
-  assert parse_config(loaded["kdnas"].get_config()).search.kdnas_budget_ms is None
+  assert kdnas.search.latency_budgets_ms == (3.5, 6.0)
+  assert parse_config(loaded["kdnas"].get_config()).search.latency_budgets_ms == ()
 
 
 def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkeypatch):

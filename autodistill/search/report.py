@@ -41,7 +41,7 @@ from autodistill.search.pareto import (
     pareto_front,
     ranked_front,
 )
-from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective
+from autodistill.search.settings import DEFAULT_OBJECTIVES, Objective, get_objectives
 from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
 
 PathLike = str | os.PathLike
@@ -410,3 +410,45 @@ def write_report(records: Sequence[TrialRecord], directory: PathLike,
   plot_path = plot_search(records, directory / PLOT_PNG, objectives, title=title)
   return {"csv": str(csv_path), "json": str(json_path), "front": str(front_path),
           "plot": str(plot_path)}
+
+
+def recommend(records: Sequence[TrialRecord], budgets_ms: Sequence[float],
+              objectives: Sequence[str] = DEFAULT_OBJECTIVES) -> list[dict[str, Any]]:
+  """For each latency budget, the best student found within it (KD-NAS's "recommends
+  architectures suitable to various latency budgets").
+
+  Within a budget: a feasible trial whose median latency is at most the budget (the median, not
+  a noise band: a budget is a hard limit a user sets). Best: by the search's first objective
+  that is not latency (lower ``mlm_loss``, higher ``mlm_accuracy``, ...), ties to the faster.
+  A budget nothing fits gets ``name`` None.
+  """
+  quality = next((o for o in get_objectives(objectives) if o.name != "latency_ms"),
+                 get_objectives(["mlm_loss"])[0])
+  sign = 1.0 if quality.goal == "minimize" else -1.0
+  rows = []
+  for budget in budgets_ms:
+    within = [r for r in records if r.feasible and _finite(r.latency_ms)
+              and r.latency_ms <= budget and _finite(r.metric(quality.name))]
+    row: dict[str, Any] = {"budget_ms": budget, "objective": quality.name, "name": None}
+    if within:
+      best = min(within, key=lambda r: (sign * r.metric(quality.name), r.latency_ms))
+      row.update(trial_id=best.trial_id, name=best.name, latency_ms=best.latency_ms,
+                 params=best.params, mlm_loss=best.mlm_loss, mlm_accuracy=best.mlm_accuracy,
+                 candidates=len(within))
+    rows.append(row)
+  return rows
+
+
+def recommend_table(rows: Sequence[dict[str, Any]]) -> str:
+  """:func:`recommend`'s rows as a terminal table."""
+  lines = [f"{'budget ms':>9}  {'trial':>5}  {'name':<52}  {'latency ms':>10}  "
+           f"{'params (M)':>10}  {'MLM loss':>8}  {'MLM acc':>7}"]
+  for row in rows:
+    if row["name"] is None:
+      lines.append(f"{row['budget_ms']:>9.3f}  {'-':>5}  no student of the search within it")
+      continue
+    lines.append(f"{row['budget_ms']:>9.3f}  {row['trial_id']:>5}  {row['name']:<52}  "
+                 f"{row['latency_ms']:>10.3f}  {(row['params'] or 0) / 1e6:>10.2f}  "
+                 f"{_format(row['mlm_loss'], 'mlm_loss'):>8}  "
+                 f"{_format(row['mlm_accuracy'], 'mlm_accuracy'):>7}")
+  return "\n".join(lines)

@@ -126,8 +126,9 @@ class SearchSettings:
       (:mod:`autodistill.models.elastic`), so all students share one set of compiled programs;
       where the space's students cannot share one (say, some have the teacher's width and need
       no feature projection) trials fall back to their own shapes and the log says why.
-    kdnas_budget_ms: the ``kdnas`` designer's latency budget T (None: the baseline trial's
-      latency); its reward is MnasNet's ``quality * (latency / T) ** w``
+    latency_budgets_ms: latency budgets: ``autodistill recommend`` names the best student found
+      within each; the ``kdnas`` designer's budget T is the first (none: the baseline trial's
+      latency), in its reward MnasNet's ``quality * (latency / T) ** w``
       (:func:`autodistill.search.designers.kdnas.reward`).
     kdnas_exponent: that ``w`` (MnasNet's soft -0.07) unless ``kdnas_hard``: ``w`` is 0 within
       the budget and -1 beyond it.
@@ -144,7 +145,7 @@ class SearchSettings:
   client_id: str = "worker-0"
   max_suggestions: int = 120
   elastic: bool = True
-  kdnas_budget_ms: Optional[float] = None
+  latency_budgets_ms: tuple[float, ...] = ()
   kdnas_exponent: float = -0.07
   kdnas_hard: bool = False
 
@@ -153,7 +154,8 @@ class SearchSettings:
     ``kdnas`` has settings; other designers' studies store nothing more)."""
     if self.designer != "kdnas":
       return {}
-    return {"kdnas": json.dumps({"budget_ms": self.kdnas_budget_ms,
+    budget = self.latency_budgets_ms[0] if self.latency_budgets_ms else None
+    return {"kdnas": json.dumps({"budget_ms": budget,
                                  "exponent": self.kdnas_exponent, "hard": self.kdnas_hard},
                                 sort_keys=True)}
 

@@ -191,3 +191,31 @@ def test_write_report(tmp_path):
   names = sorted(p.name for p in (tmp_path / "search").iterdir())
   assert names == sorted([TRIALS_CSV, TRIALS_JSON, FRONT_JSON, PLOT_PNG])
   assert _is_png(paths["plot"])
+
+
+def test_recommend_names_the_best_student_within_each_latency_budget(tmp_path):
+  """KD-NAS's recommendations: per budget, the feasible student within it with the best quality
+  objective (loss lowest / accuracy highest; ties to the faster); none when nothing fits."""
+  from autodistill import pipeline
+  from autodistill.config import default_config
+  from autodistill.search.report import recommend, recommend_table
+  records = [_record(1, 0.50, 1.0, mlm_loss=3.0), _record(2, 0.60, 2.0, mlm_loss=2.5),
+             _record(3, 0.70, 3.0, mlm_loss=2.5), _record(4, 0.90, 0.5, status="infeasible",
+                                                          mlm_loss=1.0)]
+  rows = recommend(records, [0.4, 1.5, 2.0, 10.0], ("mlm_loss", "latency_ms"))
+  assert [r["name"] and r["trial_id"] for r in rows] == [None, 1, 2, 2]  # 2 and 3 tie: faster
+  assert rows[3]["candidates"] == 3 and rows[1]["latency_ms"] == 1.0
+  by_accuracy = recommend(records, [10.0], ("mlm_accuracy", "latency_ms"))
+  assert by_accuracy[0]["trial_id"] == 3 and by_accuracy[0]["objective"] == "mlm_accuracy"
+  assert "no student of the search within it" in recommend_table(rows).splitlines()[1]
+  # The command's function: the workdir's trials.json in, a table and recommend.json out.
+  write_trials_table(records, tmp_path)
+  config = default_config()
+  config.search.latency_budgets_ms = (1.5,)
+  lines = []
+  assert pipeline.recommend_stage(config, tmp_path, log=lines.append)[0]["trial_id"] == 1
+  assert json.loads((tmp_path / "recommend.json").read_text())[0]["trial_id"] == 1
+  assert "Model_64_32_4_128_4" in lines[-1]
+  config.search.latency_budgets_ms = ()
+  with pytest.raises(ValueError, match="latency_budgets_ms=\\(\\) names no budget"):
+    pipeline.recommend_stage(config, tmp_path, log=lines.append)

@@ -30,7 +30,8 @@ paper builds on (Zoph & Le 2017; Pham et al. 2018, ENAS; Tan et al. 2019, MnasNe
    every call (so a killed search resumes exactly); sampling uses the call's seed.
 
 The budget and exponent come from the study's metadata (``autodistill/kdnas``, written by the
-search from ``search.kdnas_budget_ms`` and ``search.kdnas_exponent``); without a budget, ``T`` is
+search from the first of ``search.latency_budgets_ms`` and ``search.kdnas_exponent``); without a
+budget, ``T`` is
 the baseline trial's latency (else the median latency seen so far).
 """
 
