@@ -283,8 +283,13 @@ class Settings:
     for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints",
                 "progressive_program"):
       distill.pop(key, None)
-    if distill.get("scan_blocks") is None:  # as before the setting existed: old studies resume
+    # Settings added later are left out at their defaults, so that studies made before them
+    # still resume: scan_blocks None, and the paper's objective (whose weights it ignores).
+    if distill.get("scan_blocks") is None:
       distill.pop("scan_blocks", None)
+    if distill.get("objective") == "autodistill":
+      for key in ("objective", "hidden_weight", "logits_weight"):
+        distill.pop(key, None)
     latency = dataclasses.asdict(self.latency)
     latency.pop("max_other_load")  # when to re-measure, not what is measured
     return {"teacher": dataclasses.asdict(self.teacher), "data": dataclasses.asdict(self.data),
