@@ -112,7 +112,6 @@ class KdnasController(vza.Designer):
   """KD-NAS's controller as a Vizier designer (module docstring), rebuilt for every call."""
 
   def __init__(self, problem: vz.ProblemStatement, *, seed: int, num_trials: int):
-    self._problem = problem
     self._params_config = list(problem.search_space.parameters)
     self._sizes = tuple(len(p.feasible_values) for p in self._params_config)
     self._model = Controller(self._sizes)
@@ -129,7 +128,6 @@ class KdnasController(vza.Designer):
         "mlm_accuracy" if "mlm_accuracy" in metrics else None)
     self._latency = "latency_ms" if "latency_ms" in metrics else None
     self._seen: list[tuple[np.ndarray, float]] = []  # (actions, reward) of completed trials
-    self._pending: list[np.ndarray] = []
 
   # -- history ----------------------------------------------------------------------------------
 
@@ -178,7 +176,7 @@ class KdnasController(vza.Designer):
     budget = self._budget(trials)
     new = [(self._actions(t.parameters), self.trial_reward(t, budget)) for t in trials]
     self._seen.extend(new)
-    self._pending = [self._actions(t.parameters) for t in all_active.trials]
+    del all_active  # running trials have no reward yet; the replay skips their students
     rewards = np.asarray([r for _, r in self._seen])
     scale = float(rewards.std()) if len(rewards) > 1 and rewards.std() > 0 else 1.0
     baseline = None
