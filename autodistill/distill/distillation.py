@@ -479,34 +479,33 @@ class _Losses:
       self._per_block[k] = (functools.partial(_per_block_loss, self.stage_loss, k), trainable)
     return self._per_block[k]
 
-  def pretraining_loss(self, params, batch, rng, context):
-    """Eq. 3 on the masked positions."""
-    teacher = context["teacher"]
-    ids, segments, mask = batch["input_ids"], batch["segment_ids"], batch["input_mask"]
+  def _pretraining_forwards(self, params, batch, rng, context):
+    """The teacher's and the student's forward with heads, logits at the masked positions."""
+    args = (batch["input_ids"], batch["segment_ids"], batch["input_mask"])
     positions = batch["masked_lm_positions"]
-    t_out = self.t_model.apply({"params": teacher}, ids, segments, mask,
-                               masked_positions=positions)
-    s_out = self.s_model.apply({"params": params["student"]}, ids, segments, mask,
-                               masked_positions=positions, deterministic=False,
-                               rngs={"dropout": rng}, **self._select(context.get("elastic")))
-    terms = losses.pretraining_distill_loss(
+    t_out = self.t_model.apply({"params": context["teacher"]}, *args, masked_positions=positions)
+    s_out = self.s_model.apply({"params": params["student"]}, *args, masked_positions=positions,
+                               deterministic=False, rngs={"dropout": rng},
+                               **self._select(context.get("elastic")))
+    return t_out, s_out
+
+  def _eq3(self, t_out, s_out, batch):
+    return losses.pretraining_distill_loss(
         s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
         alpha=self.recipe.alpha, temperature=self.recipe.temperature,
         nsp_weight=self.recipe.nsp_weight)
+
+  def pretraining_loss(self, params, batch, rng, context):
+    """Eq. 3 on the masked positions."""
+    terms = self._eq3(*self._pretraining_forwards(params, batch, rng, context), batch)
     loss = terms.pop("loss")
     return loss, terms
 
   def multi_layer_loss(self, params, batch, rng, context):
     """KD-NAS's objective: hidden_weight x L_HS (every block against its teacher layer,
     :func:`losses.multi_layer_hidden_mse`) + logits_weight x eq. 3, in one forward each."""
-    teacher, selection = context["teacher"], context.get("elastic")
-    ids, segments, mask = batch["input_ids"], batch["segment_ids"], batch["input_mask"]
-    positions = batch["masked_lm_positions"]
-    t_out = self.t_model.apply({"params": teacher}, ids, segments, mask,
-                               masked_positions=positions)
-    s_out = self.s_model.apply({"params": params["student"]}, ids, segments, mask,
-                               masked_positions=positions, deterministic=False,
-                               rngs={"dropout": rng}, **self._select(selection))
+    selection, mask = context.get("elastic"), batch["input_mask"]
+    t_out, s_out = self._pretraining_forwards(params, batch, rng, context)
     if self.elastic:  # the envelope's blocks the student lacks do not count
       layers, on = selection["teacher_layers"], selection["arch"].blocks
     else:
@@ -514,10 +513,7 @@ class _Losses:
     t_states = jax.lax.stop_gradient(jnp.stack(t_out.hidden_states))[layers]
     hidden = losses.multi_layer_hidden_mse(
         t_states, self._project_all(params, jnp.stack(s_out.hidden_states[1:])), mask, on)
-    terms = losses.pretraining_distill_loss(
-        s_out.mlm_logits, jax.lax.stop_gradient(t_out.mlm_logits), s_out.nsp_logits, batch,
-        alpha=self.recipe.alpha, temperature=self.recipe.temperature,
-        nsp_weight=self.recipe.nsp_weight)
+    terms = self._eq3(t_out, s_out, batch)
     loss = self.recipe.hidden_weight * hidden + self.recipe.logits_weight * terms.pop("loss")
     return loss, {"hidden": hidden, **terms}
 
