@@ -33,7 +33,7 @@ from autodistill.distill import (
     regular_distill,
 )
 from autodistill.train import OptimizerConfig
-from autodistill import data  # autodistill.data.WordPiece etc. after a plain `import autodistill`
+from autodistill import data  # autodistill.data.Tokenizer etc. after a plain `import autodistill`
 from autodistill.hardware import LatencyCache, LatencySettings, measure_latency, measure_space
 from autodistill import search  # its Vizier parts load on first use
 from autodistill import finetune  # autodistill.finetune.finetune(model, task, workdir, tokenizer)

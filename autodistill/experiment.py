@@ -69,11 +69,12 @@ class Experiment:
       return BertConfig.from_hf(values)
     except (KeyError, TypeError, ValueError) as error:
       raise damaged(self.teacher_dir / "config.json", error, "repair or replace it: it must be "
-                    "the config.json of a Hugging Face BERT checkpoint", what="a BERT config")
+                    "the config.json of a Hugging Face BERT, RoBERTa or XLM-R checkpoint",
+                    what="a teacher config")
 
   @functools.cached_property
   def tokenizer_dir(self) -> pathlib.Path:
-    """The directory of the WordPiece files: ``data.vocab`` (a file or directory) or the
+    """The directory of the tokenizer files: ``data.vocab`` (a file or directory) or the
     teacher's. Exports copy its tokenizer files."""
     vocab = self.settings.data.vocab
     if not vocab:
@@ -83,22 +84,24 @@ class Experiment:
 
   @functools.cached_property
   def tokenizer(self) -> Any:
-    """The WordPiece tokenizer of ``data.vocab``, or of the teacher's directory.
+    """The tokenizer of ``data.vocab``, or of the teacher's directory.
 
     Raises:
-      ConfigError: there is none, or it is not a BERT WordPiece vocabulary.
+      ConfigError: there is none, or it is not a BERT, RoBERTa or XLM-R vocabulary.
     """
-    from autodistill.data import WordPiece  # pylint: disable=import-outside-toplevel
+    from autodistill.data import Tokenizer  # pylint: disable=import-outside-toplevel
     vocab = self.settings.data.vocab
     path = pathlib.Path(vocab).expanduser() if vocab else self.teacher_dir
     fix = ("pass the vocabulary the teacher was trained with: --config.data.vocab=<its vocab.txt, "
            "tokenizer.json or their directory>")
     try:
-      return WordPiece.from_path(path)
+      return Tokenizer.from_path(path)
     except (FileNotFoundError, ValueError) as error:
       where = f"config.data.vocab={vocab!r}" if vocab else f"the teacher directory {path}"
-      problem = ("holds neither vocab.txt nor tokenizer.json" if isinstance(error, FileNotFoundError)
-                 else f"is not a BERT WordPiece vocabulary ({first_line(error).rstrip('.')})")
+      missing = isinstance(error, FileNotFoundError)
+      problem = ("holds neither vocab.txt nor tokenizer.json" if missing
+                 else "is not a BERT, RoBERTa or XLM-R vocabulary "
+                 f"({first_line(error).rstrip('.')})")
       raise config_lib.ConfigError(f"{where} {problem}; {fix}.") from None
 
   @functools.cached_property
@@ -132,7 +135,7 @@ class Experiment:
           f"embedding table has {rows:,} rows (vocab_size in {self.teacher_dir / 'config.json'}), "
           "so token ids would index past it; pass the vocabulary the teacher was trained with "
           "(--config.data.vocab=...), or a teacher whose vocab_size fits this tokenizer.")
-    positions = self.teacher_config.max_position_embeddings
+    positions = self.teacher_config.max_sequence_length
     for field, value in (("data.seq_len", self.settings.data.seq_len),
                          ("latency.seq_len", self.settings.latency.seq_len)):
       if value > positions:

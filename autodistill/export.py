@@ -2,7 +2,7 @@
 
 A student of the template is a ``MobileBertForPreTraining`` checkpoint (config.json +
 model.safetensors, :func:`autodistill.models.hf.export_student`) whenever Hugging Face's
-MobileBERT can express it; the exported directory also gets the WordPiece files of the run
+MobileBERT can express it; the exported directory also gets the tokenizer files of the run
 (``vocab.txt``, ...) so that ``transformers.AutoTokenizer.from_pretrained(directory)`` works.
 """
 

@@ -32,12 +32,12 @@ def _one(blocks: int, layout: str) -> None:
 
   import jax
 
-  from autodistill.data import ExampleConfig, TextFiles, WordPiece, pretraining_data
+  from autodistill.data import ExampleConfig, TextFiles, Tokenizer, pretraining_data
   from autodistill.data.corpora import bbc_news_dir
   from autodistill.distill import DistillConfig, PreparedTeacher, distill
   from autodistill.models import BertConfig, StudentConfig, hf
 
-  tokenizer = WordPiece.from_path(hf.default_teacher_path() / "vocab.txt")
+  tokenizer = Tokenizer.from_path(hf.default_teacher_path() / "vocab.txt")
   examples = ExampleConfig(max_seq_length=32, max_predictions_per_seq=5)
   train, held_out = pretraining_data(TextFiles(bbc_news_dir()), tokenizer, global_batch_size=8,
                                      examples=examples, eval_fraction=0.01, seed=0)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from autodistill.data import BbcNews, ExampleConfig, WordPiece, pretraining_data
+from autodistill.data import BbcNews, ExampleConfig, Tokenizer, pretraining_data
 from autodistill.models import BertEncoder, StudentConfig, hf
 
 BATCH = 32
@@ -39,7 +39,7 @@ STUDENT = "Model_256_64_2_384_2-num_blocks=6"
 
 def _pipeline_rate(cache_dir: str, batches: int) -> dict:
   start = time.perf_counter()
-  tokenizer = WordPiece.from_path(hf.default_teacher_path())
+  tokenizer = Tokenizer.from_path(hf.default_teacher_path())
   train, _ = pretraining_data(BbcNews(), tokenizer, global_batch_size=BATCH, examples=EXAMPLES,
                               cache_dir=cache_dir)
   setup = time.perf_counter() - start

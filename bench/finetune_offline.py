@@ -22,7 +22,7 @@ import json
 import pathlib
 import sys
 
-from autodistill.data import WordPiece
+from autodistill.data import Tokenizer
 from autodistill.finetune.finetuning import FinetuneConfig, finetune_many, load_backbone
 from autodistill.hardware.latency import measure_latency
 from autodistill.models import hf
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
 
   teacher_dir = pathlib.Path(args.teacher or hf.default_teacher_path())
-  tokenizer = WordPiece.from_path(teacher_dir)
+  tokenizer = Tokenizer.from_path(teacher_dir)
   distilled = load_backbone(args.distilled)
   backbones = [distilled, load_backbone(args.distilled, random_init=True)]
   teacher = None if args.no_teacher else load_backbone(teacher_dir)

@@ -19,7 +19,7 @@ import time
 
 import jax
 
-from autodistill.data import BbcNews, ExampleConfig, WordPiece, pretraining_data
+from autodistill.data import BbcNews, ExampleConfig, Tokenizer, pretraining_data
 from autodistill.distill import (DistillConfig, OptimizerConfig, chance_mlm_accuracy, distill,
                                  prepare_teacher)
 from autodistill.models import StudentConfig, hf
@@ -43,7 +43,7 @@ def main() -> None:
   start = time.time()
   workdir = pathlib.Path(args.workdir)
   teacher_dir = hf.default_teacher_path()
-  tokenizer = WordPiece.from_path(teacher_dir)
+  tokenizer = Tokenizer.from_path(teacher_dir)
   examples = ExampleConfig(max_seq_length=args.seq_len, max_predictions_per_seq=10)
   train, evaluation = pretraining_data(BbcNews(), tokenizer, global_batch_size=args.batch_size,
                                        examples=examples, eval_fraction=0.05, seed=0,

@@ -83,11 +83,11 @@ def bbc_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def synthetic_tokenizer(tmp_path_factory):
   """A WordPiece vocabulary of the synthetic corpus (tests/synthetic.py)."""
-  from autodistill.data import WordPiece
+  from autodistill.data import Tokenizer
   from synthetic import vocab
   path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
   path.write_text("\n".join(vocab()) + "\n")
-  return WordPiece.from_path(path)
+  return Tokenizer.from_path(path)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from autodistill.data import WordPiece
+from autodistill.data import Tokenizer
 
 NUM_DOCS = 30
 WORDS_PER_DOC = 20
@@ -22,7 +22,7 @@ def vocab() -> list[str]:
   return vocab
 
 
-def doc_of_token(tokenizer: WordPiece, token_id: int) -> int:
+def doc_of_token(tokenizer: Tokenizer, token_id: int) -> int:
   """Which synthetic document a word token belongs to (-1 for shared or special tokens)."""
   piece = tokenizer.decode([token_id]).strip()
   return int(piece[1:piece.index("w")]) if piece.startswith("d") and "w" in piece else -1
@@ -54,7 +54,7 @@ def tiny_data(root: pathlib.Path, batch_size: int = 8, seq_len: int = 32, prefet
   from autodistill.data import ExampleConfig, TextFiles, pretraining_data
   root.mkdir(parents=True, exist_ok=True)
   (root / "vocab.txt").write_text("\n".join(vocab()) + "\n")
-  tokenizer = WordPiece.from_path(root / "vocab.txt")
+  tokenizer = Tokenizer.from_path(root / "vocab.txt")
   corpus_dir = root / "corpus"
   if not corpus_dir.exists():
     write_corpus(corpus_dir)
@@ -84,3 +84,53 @@ def tiny_student(**overrides):
                 max_position_embeddings=64, attention_dropout_prob=0.0)
   fields.update(overrides)
   return StudentConfig(**fields)
+
+
+# -- RoBERTa / XLM-R teachers, built offline ------------------------------------------------------
+
+FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0..4, as RoBERTa's
+
+
+def train_fairseq_tokenizer(texts, path: pathlib.Path, kind: str = "roberta",
+                            vocab_size: int = 400) -> pathlib.Path:
+  """Trains a tokenizer of RoBERTa's kind (byte-level BPE) or XLM-R's (SentencePiece-style
+  Unigram with the ``▁`` word marker) on ``texts`` with ``tokenizers``, offline, and saves its
+  ``tokenizer.json`` at ``path``."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  if kind == "roberta":
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=FAIRSEQ_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+  else:
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=FAIRSEQ_SPECIALS,
+                                      unk_token="<unk>", show_progress=False)
+  tokenizer.train_from_iterator(list(texts), trainer)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tokenizer.save(str(path))
+  return path
+
+
+def write_tiny_roberta(directory: pathlib.Path, corpus_dir: pathlib.Path,
+                       kind: str = "roberta", seed: int = 0) -> pathlib.Path:
+  """A random 2-layer RoBERTa (or XLM-R) MLM checkpoint, as ``RobertaForMaskedLM`` saves it (no
+  pooler, no NSP head), with a tokenizer trained on the text files of ``corpus_dir``."""
+  import jax
+  from autodistill.data import Tokenizer
+  from autodistill.models import BertConfig, hf
+  texts = [p.read_text() for p in sorted(corpus_dir.glob("*.txt"))]
+  tokenizer = Tokenizer.from_path(
+      train_fairseq_tokenizer(texts, directory / "tokenizer.json", kind))
+  config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
+                      intermediate_size=64, max_position_embeddings=66, type_vocab_size=1,
+                      model_type="roberta" if kind == "roberta" else "xlm-roberta",
+                      pad_token_id=tokenizer.pad_id)
+  params = hf.init_params(config, jax.random.PRNGKey(seed))
+  del params["nsp_head"], params["encoder"]["pooler"]
+  hf.export_bert(config, params, directory)
+  return directory

@@ -147,6 +147,11 @@ def test_experiment_configs_load_and_pass_the_checks():
   assert json.loads(kdnas.search.designer_metadata()["kdnas"])["budget_ms"] == 3.5
   assert kdnas.search.latency_budgets_ms == (3.5, 6.0)
   assert parse_config(loaded["kdnas"].get_config()).search.latency_budgets_ms == ()
+  xlmr = parse_config(loaded["kdnas_xlmr"].get_config("/ckpt/xlm-roberta-base,8,16"))
+  assert xlmr.teacher.path == "/ckpt/xlm-roberta-base" and xlmr.search.latency_budgets_ms == (8, 16)
+  assert xlmr.space.num_valid == 48 and xlmr.distill.plan(6).total_steps == 2960
+  with pytest.raises(ValueError, match="needs the XLM-R teacher's directory"):
+    loaded["kdnas_xlmr"].get_config()
 
 
 def test_teacher_latency_distill_and_export_commands(root, run, tmp_path, monkeypatch):
@@ -303,3 +308,31 @@ def test_workdir_of_an_incompatible_run(root, demo, run):
   result = run("search", make_config(root, **{"search.designer": "quasi_random"}), workdir)
   one_line_error(result, "designer", "quasi_random")
   assert (workdir / "trials.json").read_text() == before  # nothing lost
+
+
+def test_a_roberta_teacher_runs_the_whole_pipeline(root, tmp_path):
+  """A RoBERTa teacher (byte-level BPE, one token type, no NSP head) through every stage: the
+  teacher stage fits a pooler and NSP head on the frozen encoder and, at chance, drops L_N;
+  flash and regular distillation, export with its tokenizer.json, fine-tuning."""
+  from synthetic import write_tiny_roberta  # pylint: disable=import-outside-toplevel
+  teacher = write_tiny_roberta(tmp_path / "roberta", root / "corpus", kind="roberta")
+  config = make_config(root, **{"teacher.path": str(teacher), "teacher.fit_steps": 4,
+                                "search.num_trials": 1})
+  workdir, out = tmp_path / "work", io.StringIO()
+  import contextlib  # pylint: disable=import-outside-toplevel
+  with contextlib.redirect_stdout(out):
+    cli.execute("demo", config, workdir)
+  assert "next-sentence prediction is dropped from the distillation objective" in out.getvalue()
+  summary = json.loads((workdir / "teacher" / "summary.json").read_text())
+  assert summary["trained"] == ["pooler", "nsp_head"] and summary["nsp_weight"] == 0.0
+  assert hf.load_bert(workdir / "teacher" / "fitted").config.model_type == "roberta"
+  pipeline = json.loads((workdir / "pipeline.json").read_text())
+  assert set(pipeline["stages"]) == {"teacher", "latency", "search", "finalize", "finetune"}
+  [final] = pipeline["final"]
+  student = hf.load_student(final["hf"]).config
+  assert student.type_vocab_size == 1
+  assert student.vocab_size == hf.load_bert(teacher).config.vocab_size
+  assert (pathlib.Path(final["hf"]) / "tokenizer.json").read_text() == \
+      (teacher / "tokenizer.json").read_text()
+  [tuned] = pipeline["finetune"]
+  assert 0.0 <= tuned["scores"]["BBC"] <= 1.0

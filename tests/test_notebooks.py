@@ -134,3 +134,11 @@ def test_custom_space_and_teacher(tmp_path, monkeypatch, minilm_dir):
   assert "from a 2-layer teacher" in text
   assert not (workdir / "teacher").exists()  # it has both heads: nothing to fit and cache
   assert list((workdir / "data_cache").iterdir())
+
+  # The KD-NAS section: the controller's search in a workdir of its own, then a recommendation
+  # for the budget (the first search's median latency).
+  kdnas = json.loads((workdir / "kdnas" / "trials.json").read_text())
+  assert len([r for r in kdnas if r["status"] == "completed"]) == 2
+  [row] = json.loads((workdir / "kdnas" / "recommend.json").read_text())
+  assert f"budget {row['budget_ms']} ms: {row['name'] or 'no student within it'}" in text
+  assert "multi-layer hidden-state distillation steps" in text

@@ -1,4 +1,5 @@
-"""Pre-training data: corpora, WordPiece tokenization, BERT MLM + NSP examples, input pipeline."""
+"""Pre-training data: corpora, tokenizers (WordPiece, BPE, SentencePiece), BERT MLM + NSP
+examples, input pipeline."""
 
 from autodistill.data.corpora import (
     BBC_TOPICS,
@@ -12,7 +13,7 @@ from autodistill.data.corpora import (
 from autodistill.data.examples import FEATURES, ExampleConfig, Pairs, create_pairs, mask_batch
 from autodistill.data.pipeline import PretrainingData, pretraining_data
 from autodistill.data.tfds_corpus import TfdsText  # needs the tfds extra only when used
-from autodistill.data.tokenization import WordPiece, split_sentences
+from autodistill.data.tokenization import Tokenizer, split_sentences
 from autodistill.data.tokenized import (
     CorpusTooSmallError,
     TokenizedCorpus,

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.data.tokenized import TokenizedCorpus
 
 FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
@@ -83,7 +83,7 @@ def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: np.random.G
 
 
 def create_pairs(corpus: TokenizedCorpus, documents: Sequence[int], config: ExampleConfig,
-                 tokenizer: WordPiece, rng: np.random.Generator) -> Pairs:
+                 tokenizer: Tokenizer, rng: np.random.Generator) -> Pairs:
   """Segment pairs from ``documents`` (indices into ``corpus``); random B segments are drawn from
   the same set of documents, so train and eval never mix."""
   documents = np.asarray(documents)
@@ -152,12 +152,12 @@ def create_pairs(corpus: TokenizedCorpus, documents: Sequence[int], config: Exam
   for row, (a, b) in enumerate(zip(rows_a, rows_b)):
     sequence = [tokenizer.cls_id, *a, tokenizer.sep_id, *b, tokenizer.sep_id]
     tokens[row, :len(sequence)] = sequence
-    segment_ids[row, len(a) + 2:len(sequence)] = 1
+    segment_ids[row, len(a) + 2:len(sequence)] = tokenizer.second_segment_id
     lengths[row] = len(sequence)
   return Pairs(tokens, segment_ids, lengths, np.asarray(random_next, bool))
 
 
-def mask_batch(pairs: Pairs, config: ExampleConfig, tokenizer: WordPiece,
+def mask_batch(pairs: Pairs, config: ExampleConfig, tokenizer: Tokenizer,
                rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
   """Masks a batch of pairs for MLM; returns the arrays of :data:`FEATURES`.
 

@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 from autodistill import sharding
 from autodistill.data.corpora import Corpus
 from autodistill.data.examples import FEATURES, ExampleConfig, Pairs, create_pairs, mask_batch
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.data.tokenized import (CorpusTooSmallError, TokenizedCorpus, split_documents,
                                         tokenize_corpus)
 
@@ -49,7 +49,7 @@ class PretrainingData:
   to be *consumed*, whatever the prefetch thread has produced ahead.
   """
 
-  def __init__(self, corpus: TokenizedCorpus, tokenizer: WordPiece, *, split: str,
+  def __init__(self, corpus: TokenizedCorpus, tokenizer: Tokenizer, *, split: str,
                global_batch_size: int, examples: ExampleConfig = ExampleConfig(),
                eval_fraction: float = 0.05, seed: int = 0, repeat: Optional[bool] = None,
                drop_remainder: Optional[bool] = None, process_index: Optional[int] = None,
@@ -205,7 +205,7 @@ class PretrainingData:
             f"{self.batches_per_epoch()} batches of {self.global_batch_size}")
 
 
-def pretraining_data(corpus: Corpus, tokenizer: WordPiece, *, global_batch_size: int,
+def pretraining_data(corpus: Corpus, tokenizer: Tokenizer, *, global_batch_size: int,
                      eval_batch_size: Optional[int] = None,
                      examples: ExampleConfig = ExampleConfig(), eval_fraction: float = 0.05,
                      seed: int = 0, cache_dir: Optional[str] = None,

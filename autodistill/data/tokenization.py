@@ -1,4 +1,5 @@
-"""WordPiece tokenization with Hugging Face ``tokenizers`` and a BERT-style sentence splitter.
+"""Tokenizers of BERT (WordPiece), RoBERTa (byte-level BPE) and XLM-R (SentencePiece) teachers,
+through Hugging Face ``tokenizers``, and a BERT-style sentence splitter.
 
 Texts are always encoded in batches (the Rust tokenizer parallelises them); nothing here tokenizes
 one word at a time in Python.
@@ -7,6 +8,7 @@ one word at a time in Python.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -18,18 +20,36 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers
 
 from autodistill import files
 
+# The special tokens of each family, in the order pad, unk, cls (sequence start), sep (segment
+# end), mask. BERT writes them in brackets; RoBERTa and XLM-R (fairseq) in angle brackets.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+FAIRSEQ_SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
+# Word-start markers of byte-level BPE (RoBERTa: "Ġ" encodes a leading space) and SentencePiece
+# (XLM-R: "▁").
+_WORD_START_MARKERS = ("\u0120", "\u2581")
 
 
-class WordPiece:
-  """A BERT WordPiece vocabulary and its fast tokenizer.
+class Tokenizer:
+  """A teacher's vocabulary and its fast tokenizer: BERT WordPiece, or RoBERTa / XLM-R.
+
+  BERT vocabularies (``[CLS]`` ... ``[MASK]``) come from ``vocab.txt`` or ``tokenizer.json``;
+  RoBERTa's byte-level BPE and XLM-R's SentencePiece vocabularies (``<s>`` ... ``<mask>``) from
+  their ``tokenizer.json``. A sequence pair is always encoded ``cls A sep B sep`` (RoBERTa's own
+  pair format has two ``</s>`` between the segments; with one, every family shares the data
+  pipeline: our reading, as good for distillation since teacher and student see the same input).
 
   Attributes:
     vocab_size: number of entries in the vocabulary.
     pad_id, unk_id, cls_id, sep_id, mask_id: ids of the special tokens.
-    special_ids: every special token id (``[PAD]`` ... plus ``[unusedN]``-style bracketed tokens);
-      these are never masked and never drawn as random replacements.
-    is_continuation: bool [vocab_size], True for ``##`` sub-word pieces (whole-word masking).
+    family: ``"bert"`` (bracketed special tokens) or ``"fairseq"`` (RoBERTa / XLM-R).
+    second_segment_id: the token type of a pair's second segment: 1 for BERT, 0 for RoBERTa and
+      XLM-R, whose models have a single token type (``type_vocab_size=1``).
+    special_ids: every special token id (``[PAD]`` ... plus ``[unusedN]``-style bracketed tokens,
+      and every token the tokenizer declares special); these are never masked and never drawn as
+      random replacements.
+    is_continuation: bool [vocab_size], True for pieces that continue a word (whole-word
+      masking): WordPiece's ``##`` pieces; for BPE and SentencePiece, pieces without the
+      word-start marker (``Ġ``, ``▁``).
   """
 
   def __init__(self, tokenizer: tokenizers.Tokenizer, source: str):
@@ -41,21 +61,30 @@ class WordPiece:
     self.vocab_size = len(vocab)
     if sorted(vocab.values()) != list(range(self.vocab_size)):
       raise ValueError(f"{source}: vocabulary ids are not 0..{self.vocab_size - 1}.")
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-    if missing:
-      raise ValueError(f"{source} is not a BERT WordPiece vocabulary: it lacks {missing}.")
+    families = {"bert": SPECIAL_TOKENS, "fairseq": FAIRSEQ_SPECIAL_TOKENS}
+    found = [name for name, tokens in families.items() if all(t in vocab for t in tokens)]
+    if not found:
+      missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+      raise ValueError(f"{source} is not a BERT, RoBERTa or XLM-R vocabulary: it lacks {missing} "
+                       f"(BERT) and {[t for t in FAIRSEQ_SPECIAL_TOKENS if t not in vocab]} "
+                       "(RoBERTa / XLM-R).")
+    self.family = found[0]
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-        vocab[t] for t in SPECIAL_TOKENS)
+        vocab[t] for t in families[self.family])
+    self.second_segment_id = 1 if self.family == "bert" else 0
     by_id = sorted(vocab, key=vocab.get)
-    self.is_continuation = np.array([t.startswith("##") for t in by_id])
-    self.special_ids = np.array(sorted(i for t, i in vocab.items()
-                                       if t.startswith("[") and t.endswith("]")), np.int32)
+    declared = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    bracketed = {i for t, i in vocab.items() if t.startswith("[") and t.endswith("]")}
+    self.special_ids = np.array(sorted(
+        declared | {vocab[t] for t in families[self.family]}
+        | (bracketed if self.family == "bert" else set())), np.int32)
+    self.is_continuation = _continuations(tokenizer, by_id, self.special_ids)
     self._fingerprint = hashlib.sha256(
         (tokenizer.to_str() if hasattr(tokenizer, "to_str") else "\n".join(by_id)).encode()
     ).hexdigest()[:16]
 
   @classmethod
-  def from_path(cls, path: str | os.PathLike, lowercase: bool | None = None) -> "WordPiece":
+  def from_path(cls, path: str | os.PathLike, lowercase: bool | None = None) -> "Tokenizer":
     """Loads ``tokenizer.json`` or ``vocab.txt``, or a directory holding one of them.
 
     Args:
@@ -130,6 +159,23 @@ class WordPiece:
           f"vocab_size is {model_vocab_size}; use the teacher's tokenizer, or build the student "
           f"with vocab_size={self.vocab_size}.")
 
+
+
+def _continuations(tokenizer: tokenizers.Tokenizer, by_id: Sequence[str],
+                   special_ids: np.ndarray) -> np.ndarray:
+  """bool [vocab]: which pieces continue the word before them (see :class:`Tokenizer`)."""
+  model = json.loads(tokenizer.to_str())["model"] if hasattr(tokenizer, "to_str") else {}
+  if model.get("type", "WordPiece") == "WordPiece":
+    prefix = model.get("continuing_subword_prefix", "##")
+    return np.array([t.startswith(prefix) for t in by_id])
+  # BPE or Unigram: the vocabulary marks word starts instead; take the marker it uses most.
+  counts = [sum(t.startswith(m) for t in by_id) for m in _WORD_START_MARKERS]
+  if max(counts) == 0:
+    return np.zeros(len(by_id), bool)  # no markers: every piece is a word of its own
+  marker = _WORD_START_MARKERS[int(np.argmax(counts))]
+  continuation = np.array([not t.startswith(marker) for t in by_id])
+  continuation[special_ids] = False
+  return continuation
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets), then whitespace and
 # an upper-case letter, digit or opening quote. Heuristic, deterministic and dependency-free; BERT's

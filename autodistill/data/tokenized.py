@@ -21,7 +21,7 @@ import numpy as np
 
 from autodistill import files
 from autodistill.data.corpora import Corpus, CorpusStats
-from autodistill.data.tokenization import SPLITTER_VERSION, WordPiece, split_sentences
+from autodistill.data.tokenization import SPLITTER_VERSION, Tokenizer, split_sentences
 from autodistill.errors import UserError
 
 _ENCODE_CHUNK = 8192  # sentences per encode_batch call: large enough to keep the tokenizer busy
@@ -80,14 +80,14 @@ def document_hash(paragraphs: Iterable[str]) -> int:
   return int.from_bytes(digest, "little")
 
 
-def tokenize_corpus(corpus: Corpus, tokenizer: WordPiece,
+def tokenize_corpus(corpus: Corpus, tokenizer: Tokenizer,
                     cache_dir: Optional[str | os.PathLike] = None,
                     progress: bool = False) -> TokenizedCorpus:
   """Tokenizes a corpus sentence by sentence, or loads the cached result.
 
   Args:
     corpus: any :class:`~autodistill.data.corpora.Corpus`.
-    tokenizer: the WordPiece vocabulary (normally the teacher's).
+    tokenizer: the tokenizer (normally the teacher's).
     cache_dir: where cached corpora live; None disables the cache.
     progress: print a line per 500 documents while tokenizing.
 

@@ -217,6 +217,10 @@ def init_student_from_teacher(student_config: StudentConfig, student_params: Par
   _assign(params, se + ["word_embeddings", "embedding"], words @ m_e)
   for table in ("position_embeddings", "token_type_embeddings"):
     source = np.asarray(te[table]["embedding"], np.float64) @ m_h
+    if table == "position_embeddings":
+      # The student counts positions from 0; a RoBERTa teacher's first token is at row
+      # pad_token_id + 1 (``BertConfig.position_offset``).
+      source = source[t.position_offset:]
     target = np.asarray(params["encoder"][table]["embedding"]).copy()
     rows = min(len(source), len(target))
     target[:rows] = source[:rows]

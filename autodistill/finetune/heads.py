@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.finetune import metrics as metrics_lib, qa
 from autodistill.finetune.config import FinetuneConfig
 from autodistill.finetune.features import encode_examples
@@ -176,7 +176,7 @@ class HeadSpec:
   """
 
   make_head: Callable[[Task, Backbone, Any, Optional[float]], nn.Module]
-  encode: Callable[[Sequence[Example], WordPiece, FinetuneConfig], EncodedSplit]
+  encode: Callable[[Sequence[Example], Tokenizer, FinetuneConfig], EncodedSplit]
   loss: Callable[[Outputs, Batch], Loss]
   predict: Callable[[Outputs, EncodedSplit, FinetuneConfig], Any]
   score: Callable[[Task, Any, EncodedSplit], dict[str, float]]
@@ -193,13 +193,13 @@ def _span_head(task: Task, config: Backbone, dtype: Any, dropout: Optional[float
   return SpanQA(config, dtype=dtype)
 
 
-def _encode_sentences(examples: Sequence[Example], tokenizer: WordPiece, config: FinetuneConfig,
+def _encode_sentences(examples: Sequence[Example], tokenizer: Tokenizer, config: FinetuneConfig,
                       *, kind: str) -> EncodedSplit:
   """BERT's sentence (pair) inputs; labels as ``kind`` stores them (class ids or scores)."""
   return EncodedSplit(encode_examples(examples, tokenizer, config.seq_len, kind))
 
 
-def _encode_windows(examples: Sequence[Example], tokenizer: WordPiece,
+def _encode_windows(examples: Sequence[Example], tokenizer: Tokenizer,
                     config: FinetuneConfig) -> EncodedSplit:
   """Question + context windows with the answer's start and end token as targets."""
   features = qa.make_qa_features(examples, tokenizer, seq_len=config.seq_len,

@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from autodistill.data.tokenization import WordPiece
+from autodistill.data.tokenization import Tokenizer
 from autodistill.finetune.task_types import QaExample
 
 NOT_CONTEXT = -1  # offset of question, special and padding tokens
@@ -50,7 +50,7 @@ class QaFeatures:
   Attributes:
     input_ids: int32 [num_features, seq_len], ``[CLS] question [SEP] window [SEP]`` then ``[PAD]``.
     token_type_ids: int32 [num_features, seq_len]: 0 for ``[CLS]``, question and first ``[SEP]``,
-      1 for the window and the last ``[SEP]``, 0 for padding.
+      1 for the window and the last ``[SEP]`` (0 under RoBERTa / XLM-R), 0 for padding.
     attention_mask: int32 [num_features, seq_len]: 1 for tokens, 0 for padding.
     start_positions, end_positions: int32 [num_features]: token index of the answer's first and last
       token in this window, 0/0 (``[CLS]``) when the window does not hold the whole answer.
@@ -140,13 +140,13 @@ def _answer_tokens(example: QaExample, offsets: np.ndarray) -> tuple[int, int] |
   return first, last
 
 
-def make_qa_features(examples: Sequence[QaExample], tokenizer: WordPiece, seq_len: int = 384,
+def make_qa_features(examples: Sequence[QaExample], tokenizer: Tokenizer, seq_len: int = 384,
                      doc_stride: int = 128, max_query_length: int = 64) -> QaFeatures:
   """Tokenizes, windows and labels SQuAD-style examples (BERT's run_squad preprocessing).
 
   Args:
     examples: the questions; ``uid`` must be unique (the predictions are keyed by it).
-    tokenizer: the model's WordPiece tokenizer.
+    tokenizer: the model's tokenizer (the teacher's).
     seq_len: tokens per window, special tokens and padding included.
     doc_stride: context tokens between the starts of consecutive windows of one passage.
     max_query_length: questions are truncated to this many tokens.
@@ -210,7 +210,7 @@ def make_qa_features(examples: Sequence[QaExample], tokenizer: WordPiece, seq_le
       input_ids[row, 1:first - 1] = question_ids
       input_ids[row, first - 1] = input_ids[row, last] = tokenizer.sep_id
       input_ids[row, first:last] = context_ids[start:stop]
-      token_type_ids[row, first:last + 1] = 1
+      token_type_ids[row, first:last + 1] = tokenizer.second_segment_id
       attention_mask[row, :last + 1] = 1
       offsets[row, first:last] = context_offsets[start:stop]
       is_max_context[row, first:last] = max_context[k, start:stop]

@@ -433,9 +433,9 @@ def _compile_candidate(config: StudentConfig | BertConfig, key: MeasurementKey,
   stage = "build"
   try:
     start = time.perf_counter()
-    max_positions = config.max_position_embeddings
+    max_positions = config.max_sequence_length
     if s.seq_len > max_positions:
-      raise ValueError(f"seq_len={s.seq_len} exceeds max_position_embeddings={max_positions}.")
+      raise ValueError(f"seq_len={s.seq_len} exceeds the model's {max_positions} positions.")
     # Refuse what cannot fit before allocating anything (an absurd size fails fast and cleanly).
     need = analytic_param_count(config, heads=s.heads) * jnp.dtype(s.dtype).itemsize
     limit = _memory_limit(s.device)

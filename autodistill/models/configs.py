@@ -21,6 +21,9 @@ from typing import Any, Mapping
 # Activation names accepted by both our modules and Hugging Face's ACT2FN.
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "silu", "tanh")
 NORMALIZATIONS = ("no_norm", "layer_norm")
+# Teacher families: BERT, and RoBERTa / XLM-R (BERT's encoder with position ids offset past the
+# padding index, one token type and an MLM head without NSP; Liu et al. 2019, Conneau et al. 2020).
+TEACHER_TYPES = ("bert", "roberta", "xlm-roberta")
 
 # The five factors of the paper's design space, in the order of the name codec.
 FACTORS = ("hidden_size", "bottleneck_size", "num_heads", "intermediate_size", "num_ffn")
@@ -172,6 +175,11 @@ class StudentConfig(_ConfigMethods):
     return self.bottleneck_size // self.num_heads
 
   @property
+  def max_sequence_length(self) -> int:
+    """The longest input the position table covers."""
+    return self.max_position_embeddings
+
+  @property
   def factors(self) -> dict[str, int]:
     """The five searched factors of Table 1, in name order."""
     return {f: getattr(self, f) for f in FACTORS}
@@ -239,10 +247,13 @@ def _parse_value(field: str, raw: str, type_name: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig(_ConfigMethods):
-  """An immutable BERT teacher architecture (Devlin et al. 2019): post-LayerNorm encoder.
+  """An immutable teacher architecture: BERT's post-LayerNorm encoder (Devlin et al. 2019).
 
   Field names follow :class:`StudentConfig`; :meth:`from_hf` and :meth:`to_hf` convert to and
-  from a Hugging Face ``config.json``.
+  from a Hugging Face ``config.json``. ``model_type`` "roberta" and "xlm-roberta" (one module:
+  XLM-R is RoBERTa with another vocabulary) differ from BERT only in the position ids, which
+  count non-padding tokens from ``pad_token_id + 1`` (:attr:`position_offset`), and in the MLM
+  head, whose activation is always exact GELU; their ``type_vocab_size`` is 1.
   """
 
   vocab_size: int = 30522
@@ -256,9 +267,15 @@ class BertConfig(_ConfigMethods):
   hidden_dropout_prob: float = 0.1
   attention_dropout_prob: float = 0.1
   layer_norm_eps: float = 1e-12
+  model_type: str = "bert"
+  pad_token_id: int = 0
 
   def __post_init__(self):
     owner = "BertConfig"
+    _check_choice(owner, "model_type", self.model_type, TEACHER_TYPES)
+    if self.position_offset >= self.max_position_embeddings:
+      raise ValueError(f"{owner}: pad_token_id={self.pad_token_id} leaves no positions of "
+                       f"max_position_embeddings={self.max_position_embeddings}.")
     _check_positive(
         owner, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
         num_layers=self.num_layers, num_heads=self.num_heads,
@@ -276,17 +293,27 @@ class BertConfig(_ConfigMethods):
   def head_size(self) -> int:
     return self.hidden_size // self.num_heads
 
+  @property
+  def position_offset(self) -> int:
+    """Position id of a sequence's first token: 0 for BERT, ``pad_token_id + 1`` for RoBERTa."""
+    return 0 if self.model_type == "bert" else self.pad_token_id + 1
+
+  @property
+  def max_sequence_length(self) -> int:
+    """The longest input the position table covers (RoBERTa: 514 positions, 512 tokens)."""
+    return self.max_position_embeddings - self.position_offset
+
   @classmethod
   def from_hf(cls, hf: Mapping[str, Any]) -> "BertConfig":
-    """Reads a Hugging Face BERT ``config.json`` dictionary.
+    """Reads a Hugging Face BERT, RoBERTa or XLM-RoBERTa ``config.json`` dictionary.
 
     Raises:
-      ValueError: the checkpoint is not an absolute-position BERT encoder we can reproduce.
+      ValueError: the checkpoint is not an absolute-position encoder we can reproduce.
     """
     model_type = hf.get("model_type", "bert")
-    if model_type not in ("bert",):
-      raise ValueError(f"BertConfig: config.json has model_type={model_type!r}; only 'bert' "
-                       "checkpoints can be imported as a teacher.")
+    if model_type not in TEACHER_TYPES:
+      raise ValueError(f"BertConfig: config.json has model_type={model_type!r}; teachers are "
+                       f"imported from {list(TEACHER_TYPES)} checkpoints.")
     position = hf.get("position_embedding_type", "absolute")
     if position != "absolute":
       raise ValueError(f"BertConfig: position_embedding_type={position!r} is not supported; "
@@ -300,13 +327,18 @@ class BertConfig(_ConfigMethods):
           type_vocab_size=hf.get("type_vocab_size", 2), hidden_act=hf.get("hidden_act", "gelu"),
           hidden_dropout_prob=hf.get("hidden_dropout_prob", 0.1),
           attention_dropout_prob=hf.get("attention_probs_dropout_prob", 0.1),
-          layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
+          layer_norm_eps=hf.get("layer_norm_eps", 1e-12), model_type=model_type,
+          pad_token_id=hf.get("pad_token_id", 0 if model_type == "bert" else 1))
     except KeyError as e:
       raise ValueError(f"BertConfig: config.json lacks the required key {e.args[0]!r}.") from None
 
   def to_hf(self) -> dict[str, Any]:
+    """The ``config.json`` of ``BertForPreTraining``, ``RobertaForMaskedLM`` or
+    ``XLMRobertaForMaskedLM``."""
+    architecture = {"bert": "BertForPreTraining", "roberta": "RobertaForMaskedLM",
+                    "xlm-roberta": "XLMRobertaForMaskedLM"}[self.model_type]
     return {
-        "architectures": ["BertForPreTraining"], "model_type": "bert",
+        "architectures": [architecture], "model_type": self.model_type,
         "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
         "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
         "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
@@ -314,7 +346,7 @@ class BertConfig(_ConfigMethods):
         "attention_probs_dropout_prob": self.attention_dropout_prob,
         "max_position_embeddings": self.max_position_embeddings,
         "type_vocab_size": self.type_vocab_size, "layer_norm_eps": self.layer_norm_eps,
-        "position_embedding_type": "absolute", "pad_token_id": 0,
+        "position_embedding_type": "absolute", "pad_token_id": self.pad_token_id,
     }
 
 

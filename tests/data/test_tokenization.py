@@ -1,9 +1,10 @@
-"""WordPiece loading, batch encoding, sentence splitting, the tokenized-corpus cache and splits."""
+"""Tokenizer loading (WordPiece, byte-level BPE, SentencePiece), batch encoding, sentence
+splitting, the tokenized-corpus cache and splits."""
 
 import numpy as np
 import pytest
 
-from autodistill.data import (CorpusTooSmallError, TextFiles, WordPiece, split_documents,
+from autodistill.data import (CorpusTooSmallError, TextFiles, Tokenizer, split_documents,
                               split_sentences, tokenize_corpus)
 
 SENTENCES = ["The striker's late goal sealed a 2-1 win at Old Trafford.",
@@ -11,8 +12,8 @@ SENTENCES = ["The striker's late goal sealed a 2-1 win at Old Trafford.",
 
 
 def test_vocab_txt_and_tokenizer_json_agree_on_the_teacher_vocab(minilm_dir):
-  from_json = WordPiece.from_path(minilm_dir / "tokenizer.json")
-  from_vocab = WordPiece.from_path(minilm_dir / "vocab.txt")
+  from_json = Tokenizer.from_path(minilm_dir / "tokenizer.json")
+  from_vocab = Tokenizer.from_path(minilm_dir / "vocab.txt")
   assert from_json.vocab_size == from_vocab.vocab_size == 30522
   for a, b in zip(from_json.encode_batch(SENTENCES), from_vocab.encode_batch(SENTENCES)):
     np.testing.assert_array_equal(a, b)
@@ -23,7 +24,7 @@ def test_vocab_txt_and_tokenizer_json_agree_on_the_teacher_vocab(minilm_dir):
 def test_encoding_matches_transformers(minilm_dir):
   transformers = pytest.importorskip("transformers")
   reference = transformers.BertTokenizer(str(minilm_dir / "vocab.txt"), do_lower_case=True)
-  ours = WordPiece.from_path(minilm_dir / "vocab.txt")
+  ours = Tokenizer.from_path(minilm_dir / "vocab.txt")
   for sentence, ids in zip(SENTENCES, ours.encode_batch(SENTENCES)):
     assert ids.tolist() == reference.encode(sentence, add_special_tokens=False)
 
@@ -31,9 +32,9 @@ def test_encoding_matches_transformers(minilm_dir):
 def test_bad_vocabularies_and_vocab_size_mismatch(tmp_path, synthetic_tokenizer):
   (tmp_path / "vocab.txt").write_text("hello\nworld\n")
   with pytest.raises(ValueError, match=r"lacks \['\[PAD\]', '\[UNK\]'"):
-    WordPiece.from_path(tmp_path / "vocab.txt")
+    Tokenizer.from_path(tmp_path / "vocab.txt")
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    WordPiece.from_path(tmp_path / "nope.txt")
+    Tokenizer.from_path(tmp_path / "nope.txt")
   with pytest.raises(ValueError, match=f"has {synthetic_tokenizer.vocab_size} tokens but the "
                      "model's vocab_size is 30522"):
     synthetic_tokenizer.check_vocab_size(30522)
@@ -111,3 +112,55 @@ def test_splits_are_disjoint_deterministic_and_by_content(synthetic_corpus, synt
   assert len(split_documents(corpus, 1e-9)[1]) >= 1  # a non-empty held-out set when asked
   with pytest.raises(ValueError, match="eval_fraction"):
     split_documents(corpus, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["roberta", "xlm-roberta"])
+def test_roberta_and_xlmr_tokenizers(tmp_path, synthetic_corpus_dir, kind):
+  """Byte-level BPE (RoBERTa) and SentencePiece-style Unigram (XLM-R) tokenizers, trained offline
+  with ``tokenizers``: their special tokens, one token type, and whole-word pieces."""
+  transformers = pytest.importorskip("transformers")
+  from synthetic import train_fairseq_tokenizer
+  texts = [p.read_text() for p in sorted(synthetic_corpus_dir.glob("*.txt"))]
+  path = train_fairseq_tokenizer(texts, tmp_path / "tokenizer.json", kind)
+  ours = Tokenizer.from_path(tmp_path)
+  reference = (transformers.RobertaTokenizer if kind == "roberta"
+               else transformers.XLMRobertaTokenizer)(tokenizer_file=str(path))
+  assert ours.family == "fairseq" and ours.second_segment_id == 0
+  assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (
+      reference.pad_token_id, reference.unk_token_id, reference.cls_token_id,
+      reference.sep_token_id, reference.mask_token_id)
+  assert set(ours.special_ids.tolist()) == set(reference.all_special_ids)
+  text = "D3w5s d3w6. D4w1 d4w2s d4w2."
+  ids = ours.encode_batch([text])[0]
+  assert ids.tolist() == reference.encode(text, add_special_tokens=False)
+  # A piece continues a word exactly when it lacks the word-start marker (its first piece is
+  # the text's first word, which has none under byte-level BPE without a prefix space).
+  marker = "Ġ" if kind == "roberta" else "▁"
+  pieces = reference.convert_ids_to_tokens(ids.tolist())
+  assert ours.is_continuation[ids].tolist() == [not p.startswith(marker) for p in pieces]
+  assert not ours.is_continuation[ours.special_ids].any()
+  # transformers gives RoBERTa pairs no second token type either.
+  assert "token_type_ids" not in reference(text, "D5w1.") or \
+      set(reference(text, "D5w1.")["token_type_ids"]) == {0}
+
+
+def test_a_vocabulary_of_neither_family_is_refused(tmp_path):
+  from tokenizers import Tokenizer as RustTokenizer, models
+  RustTokenizer(models.WordLevel({"<s>": 0, "[PAD]": 1, "x": 2}, unk_token="x")).save(
+      str(tmp_path / "tokenizer.json"))
+  with pytest.raises(ValueError, match=r"not a BERT, RoBERTa or XLM-R vocabulary.*'<pad>'"):
+    Tokenizer.from_path(tmp_path)
+
+
+def test_pairs_of_a_roberta_tokenizer_have_one_token_type(tmp_path, synthetic_corpus_dir):
+  from autodistill.data import ExampleConfig
+  from autodistill.data.examples import create_pairs
+  from synthetic import train_fairseq_tokenizer
+  texts = [p.read_text() for p in sorted(synthetic_corpus_dir.glob("*.txt"))]
+  tokenizer = Tokenizer.from_path(train_fairseq_tokenizer(texts, tmp_path / "tokenizer.json"))
+  corpus = tokenize_corpus(TextFiles(synthetic_corpus_dir), tokenizer)
+  pairs = create_pairs(corpus, np.arange(corpus.num_documents), ExampleConfig(max_seq_length=32),
+                       tokenizer, np.random.default_rng(0))
+  assert len(pairs) > 10 and not pairs.segment_ids.any()
+  assert (pairs.tokens[:, 0] == tokenizer.cls_id).all()  # <s> ... </s> ... </s>
+  assert ((pairs.tokens == tokenizer.sep_id).sum(axis=1) == 2).all()

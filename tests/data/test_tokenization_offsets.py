@@ -1,11 +1,11 @@
-"""WordPiece.encode_batch_with_offsets: token spans in the original (cased, accented) text."""
+"""Tokenizer.encode_batch_with_offsets: token spans in the original (cased, accented) text."""
 
 import unicodedata
 
 import numpy as np
 import pytest
 
-from autodistill.data import WordPiece
+from autodistill.data import Tokenizer
 
 TEXTS = ["Héllo WORLD! The Café in Zürich serves crème brûlée.",
          "Unbelievably, the U.S. naïveté persisted\tin  1990-1995.", "", "   "]
@@ -19,7 +19,7 @@ def _normalize(text: str) -> str:
 
 @pytest.mark.parametrize("name", ["tokenizer.json", "vocab.txt"])
 def test_offsets_point_at_the_original_characters_of_each_token(minilm_dir, name):
-  tokenizer = WordPiece.from_path(minilm_dir / name)
+  tokenizer = Tokenizer.from_path(minilm_dir / name)
   vocab = tokenizer._tokenizer.get_vocab()  # pylint: disable=protected-access
   tokens = {i: t for t, i in vocab.items()}
   encoded = tokenizer.encode_batch_with_offsets(TEXTS)
@@ -47,7 +47,7 @@ def test_offsets_point_at_the_original_characters_of_each_token(minilm_dir, name
 def test_offsets_match_transformers(minilm_dir):
   transformers = pytest.importorskip("transformers")
   reference = transformers.BertTokenizerFast.from_pretrained(str(minilm_dir))
-  ours = WordPiece.from_path(minilm_dir)
+  ours = Tokenizer.from_path(minilm_dir)
   for text, (ids, offsets) in zip(TEXTS, ours.encode_batch_with_offsets(TEXTS)):
     expected = reference(text, add_special_tokens=False, return_offsets_mapping=True)
     assert ids.tolist() == expected["input_ids"]

@@ -388,7 +388,7 @@ def test_teacher_without_heads_and_vocab_mismatch_are_explained(tmp_path):
 
 
 def test_minilm_heads_are_fitted_on_the_frozen_encoder_once_and_cached(minilm_dir, tmp_path):
-  from autodistill.data import ExampleConfig, TextFiles, WordPiece, pretraining_data
+  from autodistill.data import ExampleConfig, TextFiles, Tokenizer, pretraining_data
   # English-ish text the MiniLM vocabulary covers: the synthetic corpus is made of novel words,
   # so use plain sentences instead.
   docs = tmp_path / "docs"
@@ -399,7 +399,7 @@ def test_minilm_heads_are_fitted_on_the_frozen_encoder_once_and_cached(minilm_di
   for d in range(40):
     sentences = [" ".join(rng.choice(words, 12)).capitalize() + "." for _ in range(10)]
     (docs / f"{d}.txt").write_text(" ".join(sentences))
-  tokenizer = WordPiece.from_path(minilm_dir)
+  tokenizer = Tokenizer.from_path(minilm_dir)
   train, evaluation = pretraining_data(TextFiles(docs), tokenizer, global_batch_size=8,
                                        examples=ExampleConfig(max_seq_length=32,
                                                               max_predictions_per_seq=5),

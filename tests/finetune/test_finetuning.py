@@ -42,10 +42,10 @@ def _toy_task():
 
 @pytest.fixture(scope="module")
 def toy_tokenizer(tmp_path_factory):
-  from autodistill.data import WordPiece
+  from autodistill.data import Tokenizer
   path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
   path.write_text("\n".join(vocab()) + "\n")
-  return WordPiece.from_path(path)
+  return Tokenizer.from_path(path)
 
 
 # Small students from scratch sit on a loss plateau for tens of steps before they separate the
@@ -130,8 +130,8 @@ def test_span_qa_trains_and_is_scored_with_squad_metrics(tmp_path, toy_tokenizer
 
 def test_pairs_are_encoded_like_hugging_face(minilm_dir):
   from transformers import BertTokenizerFast
-  from autodistill.data import WordPiece
-  ours = WordPiece.from_path(minilm_dir)
+  from autodistill.data import Tokenizer
+  ours = Tokenizer.from_path(minilm_dir)
   theirs = BertTokenizerFast.from_pretrained(str(minilm_dir))
   examples = [
       TextExample("a", "The quick brown fox jumps over the lazy dog.", "A short one.", 1),

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from autodistill.data import WordPiece
+from autodistill.data import Tokenizer
 from autodistill.finetune.qa import decode_spans, decode_spans_with_scores, make_qa_features
 from autodistill.finetune.task_types import QaExample
 
@@ -32,7 +32,7 @@ CAFE = _example("cafe", "Who founded the Café?", "The Café was founded by Mari
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-  tokenizer = WordPiece.from_path(minilm_dir)
+  tokenizer = Tokenizer.from_path(minilm_dir)
   assert all(len(ids) == 1 for ids in tokenizer.encode_batch(WORDS))
   return tokenizer
 

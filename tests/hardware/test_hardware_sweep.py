@@ -46,7 +46,7 @@ def test_failed_architectures_are_cached_and_retried_on_request(tmp_path, tiny, 
   with LatencyCache(tmp_path / "lat.sqlite") as cache:
     results = measure_space([good, bad, other], cache, progress=False, interleave=2, **fast)
     assert [r.status for r in results] == [OK, FAILED, OK]  # the sweep went on past it
-    assert "exceeds max_position_embeddings=8" in results[1].error
+    assert "exceeds the model's 8 positions" in results[1].error
     assert cache.get(results[1].key).status == FAILED
     compile_spy.clear()
     measure_space([good, bad, other], cache, progress=False, **fast)

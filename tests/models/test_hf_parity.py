@@ -296,3 +296,86 @@ def _flatten(tree, prefix=()):
     else:
       out["/".join(prefix + (key,))] = value
   return out
+
+
+# (e) RoBERTa and XLM-R teachers (issue 21): position ids offset past the padding index, one
+# token type, an LM head with exact GELU whatever the encoder's activation, no NSP head.
+def _small_roberta(model_type: str, **changes) -> BertConfig:
+  return BertConfig(vocab_size=120, hidden_size=48, num_layers=3, num_heads=4,
+                    intermediate_size=96, max_position_embeddings=42, type_vocab_size=1,
+                    layer_norm_eps=1e-5, model_type=model_type, pad_token_id=1, **changes)
+
+
+def _hf_roberta(config: BertConfig, seed: int = 0):
+  torch.manual_seed(seed)
+  xlm = config.model_type == "xlm-roberta"
+  hf_config = (transformers.XLMRobertaConfig if xlm else transformers.RobertaConfig)(
+      **config.to_hf())
+  hf_config._attn_implementation = "eager"
+  model = (transformers.XLMRobertaForMaskedLM if xlm else transformers.RobertaForMaskedLM)
+  return _perturb(model(hf_config), seed)
+
+
+def _padded_inputs(config: BertConfig, seed: int = 0):
+  """Ids that avoid the special tokens, with the last row padded by the pad id (as the data
+  pipeline pads): RoBERTa's position ids depend on where the padding is."""
+  ids, _, mask = _inputs(config.vocab_size, seed=seed)
+  ids = np.where(ids <= 4, ids + 5, ids)
+  ids[:, 0] = 0  # <s>
+  ids = np.where(mask == 1, ids, config.pad_token_id)
+  return ids, np.zeros_like(ids), mask
+
+
+@pytest.mark.parametrize("config", [
+    _small_roberta("roberta"),
+    _small_roberta("xlm-roberta"),
+    _small_roberta("roberta", hidden_act="relu"),
+], ids=["roberta", "xlm-roberta", "roberta-relu-encoder"])
+def test_roberta_and_xlmr_teacher_parity(tmp_path, config):
+  model = _hf_roberta(config)
+  checkpoint = hf.load_bert(_save(model, tmp_path / "m"))
+  assert checkpoint.config == config
+  assert checkpoint.missing == ("pooler", "nsp_head")  # RobertaForMaskedLM has neither
+  assert checkpoint.unused_keys == ()
+  ids, types, mask = _padded_inputs(config)
+  with torch.no_grad():  # no token_type_ids: transformers' default, one token type
+    hf_out = model(torch.tensor(ids), attention_mask=torch.tensor(mask),
+                   output_hidden_states=True, output_attentions=True)
+  ours = _run_ours(checkpoint.with_initialized(np.uint32([0, 2])), ids, types, mask)
+  _assert_encoder_parity(hf_out, ours, config.num_layers)
+  assert _max_diff(hf_out.logits, ours.mlm_logits) <= TOL
+  # The offset matters: BERT's 0-based positions give other hidden states.
+  as_bert = checkpoint.with_initialized(np.uint32([0, 2]))
+  shifted = hf.make_model(config.replace(model_type="bert")).apply(
+      {"params": as_bert.params}, *map(jnp.asarray, (ids, types, mask)))
+  assert _max_diff(hf_out.hidden_states[1], shifted.hidden_states[1]) > 1e-2
+
+
+def test_roberta_teacher_export_round_trip_loads_in_transformers(tmp_path):
+  config = _small_roberta("roberta")
+  params = hf.init_params(config, np.uint32([0, 4]))
+  directory = hf.export_bert(config, params, tmp_path / "roberta")
+  assert json.loads((directory / "config.json").read_text())["architectures"] == \
+      ["RobertaForMaskedLM"]
+  back = hf.load_bert(directory)
+  assert back.config == config and back.missing == ()  # the fitted pooler and NSP head too
+  for key, value in _flatten(params).items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(_flatten(back.params)[key]))
+  model, info = transformers.RobertaForMaskedLM.from_pretrained(
+      directory, attn_implementation="eager", output_loading_info=True)
+  assert not info["missing_keys"], info
+  extras = {"roberta.pooler.dense.weight", "roberta.pooler.dense.bias",
+            "cls.seq_relationship.weight", "cls.seq_relationship.bias"}
+  assert set(info["unexpected_keys"]) <= extras, info
+  ids, types, mask = _padded_inputs(config, seed=1)
+  with torch.no_grad():
+    hf_out = model.eval()(torch.tensor(ids), attention_mask=torch.tensor(mask))
+  ours = hf.make_model(config).apply({"params": params}, *map(jnp.asarray, (ids, types, mask)))
+  assert _max_diff(hf_out.logits, ours.mlm_logits) <= TOL
+
+
+def test_unsupported_teacher_types_are_refused():
+  with pytest.raises(ValueError, match=r"model_type='deberta-v2'.*\['bert', 'roberta', "
+                     r"'xlm-roberta'\]"):
+    BertConfig.from_hf({"model_type": "deberta-v2"})
+  assert BertConfig.from_hf(_small_roberta("roberta").to_hf()).max_sequence_length == 40
