@@ -97,6 +97,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.search.latency_budgets_ms = ()
   c.search.kdnas_exponent = -0.07  # w (MnasNet's soft constraint); must be <= 0.
   c.search.kdnas_hard = False  # True: w = 0 within the budget, -1 beyond it.
+  # KD-NAS's proxy set: trials distil on this many training documents (a fixed, seeded subset);
+  # finalize uses them all. 0 = every training document.
+  c.search.proxy_documents = 0
 
   c.distill = ml_collections.ConfigDict()
   c.distill.preset = "flash"  # flash | regular (paper section 4.1).
@@ -297,7 +300,9 @@ class Settings:
             "distill": distill, "latency": latency,
             "constraints": dataclasses.asdict(self.search.constraints),
             # In the envelope a student's dropout masks are drawn over the envelope's shape.
-            "elastic": self.search.elastic}
+            "elastic": self.search.elastic,
+            **({"proxy_documents": self.search.proxy_documents}
+               if self.search.proxy_documents else {})}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,6 +421,7 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
          lambda b: all(isinstance(v, (int, float)) and v > 0 for v in b),
          "a list of positive milliseconds (or () for none)")
   _check("search", "kdnas_exponent", s.kdnas_exponent, lambda v: v <= 0, "<= 0")
+  _check("search", "proxy_documents", s.proxy_documents, _count, "a whole number >= 0")
   for field in ("max_latency_ms", "max_params", "min_accuracy"):
     if s.get(field) is not None:
       _check("search", field, s[field], lambda v: v >= 0, ">= 0 (or None for no limit)")
@@ -428,7 +434,7 @@ def _search(c: ml_collections.ConfigDict) -> SearchSettings:
       study_id=s.study_id, endpoint=s.endpoint, client_id=s.client_id,
       max_suggestions=s.max_suggestions or 20 * s.num_trials, elastic=bool(s.elastic),
       latency_budgets_ms=tuple(float(v) for v in budgets), kdnas_exponent=s.kdnas_exponent,
-      kdnas_hard=bool(s.kdnas_hard))
+      kdnas_hard=bool(s.kdnas_hard), proxy_documents=s.proxy_documents)
 
 
 def _finalize(c: ml_collections.ConfigDict, flash: DistillConfig) -> FinalizeSettings:

@@ -203,6 +203,17 @@ class Experiment:
     """The pre-training pipeline (:class:`~autodistill.data.PretrainingData`)."""
     return self._data[0]
 
+  @functools.cached_property
+  def trial_data(self) -> Any:
+    """What search trials distil on: the pre-training pipeline, or with
+    ``search.proxy_documents`` its proxy subset (KD-NAS's "small proxy set")."""
+    proxy = self.settings.search.proxy_documents
+    if not proxy:
+      return self.train_data
+    data = self.train_data.proxy(proxy)
+    self.log(f"search: trials distil on a proxy set; {data.describe()}")
+    return data
+
   @property
   def eval_data(self) -> Any:
     """The held-out pipeline the accuracy objectives are measured on."""
@@ -249,7 +260,7 @@ class Experiment:
     """What every search trial of this worker needs (:class:`autodistill.search.SearchContext`)."""
     from autodistill.search.evaluate import SearchContext  # pylint: disable=import-outside-toplevel
     s = self.settings
-    context = SearchContext(space=s.space, teacher=self.teacher, train_data=self.train_data,
+    context = SearchContext(space=s.space, teacher=self.teacher, train_data=self.trial_data,
                             eval_data=self.eval_data, distill_config=s.distill,
                             latency=s.latency, cache=self.latency_cache,
                             constraints=s.search.constraints)

@@ -30,7 +30,10 @@ objective):
   parameters rather than XLM-R's 192M). The baseline is the largest.
 * trials: the multi-layer objective (each block against teacher layer 2k, plus the logits) in
   one phase of the plan's 6 x 160 + 2,000 = 2,960 steps, bfloat16, every local device on the data
-  axis; latency on the CPU, where KD-NAS deploys. ``finalize`` distils the two best 10x longer.
+  axis, on a proxy set of 50,000 training documents (``search.proxy_documents``: about one pass
+  of the trial's 758k sequences if a document holds ~2,000 tokens; size it to your corpus);
+  latency on the CPU, where KD-NAS deploys. ``finalize`` distils the two best 10x longer, on
+  every training document.
 
 Where it runs: one CUDA GPU (install ``jax[cuda12]``), or a TPU host. How long: not measured by
 this project (no XLM-R checkpoint or GPU has been available to it); 2,960 steps at batch 256 x
@@ -70,6 +73,7 @@ def get_config(arg: str = ""):
   c.search.latency_budgets_ms = tuple(float(b) for b in budgets if b)
   c.search.objectives = ("mlm_loss", "latency_ms")
   c.search.study_id = "kdnas"
+  c.search.proxy_documents = 50_000
 
   c.distill.objective = "multi_layer"
   c.distill.logits_weight = 1.0

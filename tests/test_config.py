@@ -98,6 +98,7 @@ def test_step_counts_left_to_the_preset_follow_the_papers_ratios():
     ("runtime", "mesh_shape", (-1, -1), "(data, model)"),
     ("latency", "min_runs", 0, "a whole number > 0"),
     ("search", "kdnas_exponent", 0.5, "<= 0"),
+    ("search", "proxy_documents", -3, "a whole number >= 0"),
     ("distill", "objective", "tinybert", "'multi_layer'"),
 ])
 def test_a_bad_value_is_one_line_naming_the_field_value_and_what_is_allowed(
@@ -109,6 +110,19 @@ def test_a_bad_value_is_one_line_naming_the_field_value_and_what_is_allowed(
   message = str(raised.value)
   assert f"config.{section}.{field}={value!r}" in message and expected in message, message
   assert "\n" not in message
+
+
+def test_settings_added_later_stay_out_of_the_evaluation_record_at_their_defaults():
+  """A study stores what its trials' results depend on and refuses to resume under another; a
+  setting added later appears there only when it is not its default, so older studies resume."""
+  record = parse_config(default_config()).evaluation()
+  assert "proxy_documents" not in record
+  assert "scan_blocks" not in record["distill"] and "objective" not in record["distill"]
+  config = default_config()
+  config.search.proxy_documents = 128
+  config.distill.objective = "multi_layer"
+  record = parse_config(config).evaluation()
+  assert record["proxy_documents"] == 128 and record["distill"]["objective"] == "multi_layer"
 
 
 def test_readme_config_reference_is_generated_from_the_code():

@@ -145,7 +145,7 @@ def test_experiment_configs_load_and_pass_the_checks():
   kdnas = parse_config(loaded["kdnas"].get_config("3.5,6"))
   assert (kdnas.search.designer, kdnas.distill.objective) == ("kdnas", "multi_layer")
   assert json.loads(kdnas.search.designer_metadata()["kdnas"])["budget_ms"] == 3.5
-  assert kdnas.search.latency_budgets_ms == (3.5, 6.0)
+  assert kdnas.search.latency_budgets_ms == (3.5, 6.0) and kdnas.search.proxy_documents == 128
   assert parse_config(loaded["kdnas"].get_config()).search.latency_budgets_ms == ()
   xlmr = parse_config(loaded["kdnas_xlmr"].get_config("/ckpt/xlm-roberta-base,8,16"))
   assert xlmr.teacher.path == "/ckpt/xlm-roberta-base" and xlmr.search.latency_budgets_ms == (8, 16)
@@ -313,16 +313,19 @@ def test_workdir_of_an_incompatible_run(root, demo, run):
 def test_a_roberta_teacher_runs_the_whole_pipeline(root, tmp_path):
   """A RoBERTa teacher (byte-level BPE, one token type, no NSP head) through every stage: the
   teacher stage fits a pooler and NSP head on the frozen encoder and, at chance, drops L_N;
-  flash and regular distillation, export with its tokenizer.json, fine-tuning."""
+  flash distillation on a proxy set (KD-NAS's), regular distillation on every training
+  document, export with its tokenizer.json, fine-tuning."""
   from synthetic import write_tiny_roberta  # pylint: disable=import-outside-toplevel
   teacher = write_tiny_roberta(tmp_path / "roberta", root / "corpus", kind="roberta")
   config = make_config(root, **{"teacher.path": str(teacher), "teacher.fit_steps": 4,
-                                "search.num_trials": 1})
+                                "search.num_trials": 1, "search.proxy_documents": 10})
   workdir, out = tmp_path / "work", io.StringIO()
   import contextlib  # pylint: disable=import-outside-toplevel
   with contextlib.redirect_stdout(out):
     cli.execute("demo", config, workdir)
   assert "next-sentence prediction is dropped from the distillation objective" in out.getvalue()
+  assert "trials distil on a proxy set; train: 10 documents (a proxy set of the split's 22)" \
+      in out.getvalue()
   summary = json.loads((workdir / "teacher" / "summary.json").read_text())
   assert summary["trained"] == ["pooler", "nsp_head"] and summary["nsp_weight"] == 0.0
   assert hf.load_bert(workdir / "teacher" / "fitted").config.model_type == "roberta"

@@ -21,6 +21,7 @@ keeps the input ahead of the training step (see ``bench/data_pipeline.py``) with
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 from typing import Any, Iterator, Optional
@@ -37,7 +38,7 @@ from autodistill.data.tokenized import (CorpusTooSmallError, TokenizedCorpus, sp
                                         tokenize_corpus)
 
 Batch = dict[str, np.ndarray]
-_PAIRS, _MASKS = 0, 1  # stream ids mixed into the seeds
+_PAIRS, _MASKS, _PROXY = 0, 1, 2  # stream ids mixed into the seeds
 
 
 class PretrainingData:
@@ -71,16 +72,42 @@ class PretrainingData:
     self.prefetch = prefetch
     train_docs, eval_docs = split_documents(corpus, eval_fraction, seed)
     self.documents = train_docs if split == "train" else eval_docs
+    self.proxy_of: Optional[int] = None  # the split's document count, for a proxy subset
     self._cached_epoch: tuple[int, Pairs] | None = None
     self._state = {"epoch": 0, "batch": 0}
+    self._check_fills_a_batch(", or raise eval_fraction." if split == "eval" else ".")
+
+  def _check_fills_a_batch(self, fix: str) -> None:
     pairs = self._pairs(0)
-    if len(pairs) < (global_batch_size if self.drop_remainder else 1):
+    if len(pairs) < (self.global_batch_size if self.drop_remainder else 1):
+      what = (f"a proxy set of {len(self.documents)} of the {self.split} split's {self.proxy_of}"
+              if self.proxy_of else f"the {self.split} split has {len(self.documents)}")
       raise CorpusTooSmallError(
-          f"the {split} split has {len(self.documents)} documents and "
-          f"{corpus.document_tokens(self.documents) if len(self.documents) else 0} tokens, giving "
-          f"{len(pairs)} examples of length {examples.max_seq_length}; one batch needs "
-          f"{global_batch_size}. Add text, lower the batch size"
-          + (", or raise eval_fraction." if split == "eval" else "."))
+          f"{what} documents and "
+          f"{self.corpus.document_tokens(self.documents) if len(self.documents) else 0} tokens, "
+          f"giving {len(pairs)} examples of length {self.examples.max_seq_length}; one batch "
+          f"needs {self.global_batch_size}. Add text, lower the batch size{fix}")
+
+  def proxy(self, num_documents: int) -> "PretrainingData":
+    """This pipeline on a fixed subset of ``num_documents`` of its documents (KD-NAS's "small
+    proxy set" that candidates are distilled on; Trivedi et al. 2023), drawn once from the seed:
+    every trial of a search, and every process, sees the same subset. The whole split when it
+    has no more documents than that.
+
+    Raises:
+      CorpusTooSmallError: the subset cannot fill one batch.
+    """
+    if num_documents <= 0:
+      raise ValueError(f"a proxy set needs at least one document, not {num_documents}.")
+    if num_documents >= len(self.documents):
+      return self
+    subset = copy.copy(self)
+    rng = np.random.default_rng([self.seed, _PROXY])
+    subset.documents = np.sort(rng.choice(self.documents, num_documents, replace=False))
+    subset.proxy_of = len(self.documents)
+    subset._cached_epoch, subset._state = None, {"epoch": 0, "batch": 0}
+    subset._check_fills_a_batch(", or raise search.proxy_documents.")
+    return subset
 
   # -- epochs and batches ------------------------------------------------------------------------
 
@@ -187,11 +214,12 @@ class PretrainingData:
   def state_dict(self) -> dict[str, Any]:
     """The position of the next batch to consume, plus what must match on resume."""
     return {**self._state, "seed": self.seed, "split": self.split,
-            "global_batch_size": self.global_batch_size, "corpus": self.corpus.fingerprint}
+            "global_batch_size": self.global_batch_size, "corpus": self.corpus.fingerprint,
+            "documents": len(self.documents)}
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     """Continues from ``state``; refuses a state saved for other data or another batch size."""
-    for key in ("seed", "split", "global_batch_size", "corpus"):
+    for key in ("seed", "split", "global_batch_size", "corpus", "documents"):
       if key in state and state[key] != self.state_dict()[key]:
         raise ValueError(f"cannot resume: the saved data position has {key}={state[key]!r} but "
                          f"this pipeline has {self.state_dict()[key]!r}; resume with the same "
@@ -199,7 +227,8 @@ class PretrainingData:
     self._state = {"epoch": int(state["epoch"]), "batch": int(state["batch"])}
 
   def describe(self) -> str:
-    return (f"{self.split}: {len(self.documents)} documents, "
+    of = f" (a proxy set of the split's {self.proxy_of})" if self.proxy_of else ""
+    return (f"{self.split}: {len(self.documents)} documents{of}, "
             f"{self.corpus.document_tokens(self.documents)} tokens, "
             f"{len(self._pairs(0))} examples/epoch of length {self.examples.max_seq_length}, "
             f"{self.batches_per_epoch()} batches of {self.global_batch_size}")

@@ -132,6 +132,9 @@ class SearchSettings:
       (:func:`autodistill.search.designers.kdnas.reward`).
     kdnas_exponent: that ``w`` (MnasNet's soft -0.07) unless ``kdnas_hard``: ``w`` is 0 within
       the budget and -1 beyond it.
+    proxy_documents: KD-NAS's proxy set: trials distil on a fixed, seeded subset of this many
+      training documents (:meth:`autodistill.data.PretrainingData.proxy`); ``finalize`` on all
+      of them. 0: every training document.
   """
 
   designer: str = "gp_bandit"
@@ -148,6 +151,7 @@ class SearchSettings:
   latency_budgets_ms: tuple[float, ...] = ()
   kdnas_exponent: float = -0.07
   kdnas_hard: bool = False
+  proxy_documents: int = 0
 
   def designer_metadata(self) -> dict[str, str]:
     """What the designer reads from the study's metadata besides its name and seed (only

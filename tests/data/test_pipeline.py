@@ -150,3 +150,31 @@ def test_real_bbc_pipeline(tmp_path, bbc_dir, minilm_dir):
   ids = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
   assert not np.isin(ids, tokenizer.special_ids).any()
   assert any((tmp_path).glob("tokenized-*.npz"))
+
+
+def test_a_proxy_set_is_a_fixed_subset_of_the_training_documents(tokenized, synthetic_tokenizer):
+  """KD-NAS's proxy set: the same seeded documents every time, only their text in the batches,
+  no held-out document, and a resume state that only fits the same subset."""
+  data = _data(tokenized, synthetic_tokenizer, global_batch_size=4)
+  proxy = data.proxy(6)
+  again = _data(tokenized, synthetic_tokenizer, global_batch_size=4).proxy(6)
+  assert len(proxy.documents) == 6 and set(proxy.documents) <= set(data.documents)
+  np.testing.assert_array_equal(proxy.documents, again.documents)
+  assert proxy.proxy_of == len(data.documents) and "a proxy set of the split's" in proxy.describe()
+  held_out = _data(tokenized, synthetic_tokenizer, split="eval", global_batch_size=4)
+  assert not set(proxy.documents) & set(held_out.documents)
+  seen = set()
+  for batch in _take(proxy, 2 * proxy.batches_per_epoch()):
+    ids = batch["input_ids"].copy()
+    rows = np.arange(len(ids))[:, None]
+    ids[rows, batch["masked_lm_positions"]] = 0  # a masked token may be a random replacement
+    seen |= {doc_of_token(synthetic_tokenizer, int(t)) for t in ids.ravel()}
+  assert seen - {-1} <= set(proxy.documents.tolist()) and len(seen - {-1}) > 1
+  assert proxy.batches_per_epoch() < data.batches_per_epoch()
+  assert data.state_dict()["epoch"] == 0  # the full pipeline's position is its own
+  with pytest.raises(ValueError, match="documents=.*resume with the same data settings"):
+    data.load_state_dict(proxy.state_dict())
+  assert data.proxy(len(data.documents)) is data
+  with pytest.raises(CorpusTooSmallError, match="a proxy set of 1 of the train split's .*"
+                     "raise search.proxy_documents"):
+    _data(tokenized, synthetic_tokenizer, global_batch_size=64).proxy(1)

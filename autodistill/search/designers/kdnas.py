@@ -23,8 +23,8 @@ paper builds on (Zoph & Le 2017; Pham et al. 2018, ENAS; Tan et al. 2019, MnasNe
    encoding of the factors, read optimistically (mean + one standard deviation, so a value no
    trial has tried is not taken for a bad one). Each suggestion samples :data:`CANDIDATES`
    architectures from the policy and returns them ranked by predicted reward, so only the top
-   ones are distilled (by the search loop, on
-   the trial's recipe: the proxy-set distillation of the paper is the flash recipe here).
+   ones are distilled (by the search loop, with the trial's recipe; the paper's proxy set is
+   ``search.proxy_documents`` training documents, a fixed subset, with the flash budget).
 5. **Stateless and seeded** like every designer here (:mod:`~autodistill.search.designers.replay`):
    the controller's weights start from the search's seed and the whole history is replayed on
    every call (so a killed search resumes exactly); sampling uses the call's seed.
