@@ -160,7 +160,6 @@ class Tokenizer:
           f"with vocab_size={self.vocab_size}.")
 
 
-
 def _continuations(tokenizer: tokenizers.Tokenizer, by_id: Sequence[str],
                    special_ids: np.ndarray) -> np.ndarray:
   """bool [vocab]: which pieces continue the word before them (see :class:`Tokenizer`)."""
@@ -176,6 +175,7 @@ def _continuations(tokenizer: tokenizers.Tokenizer, by_id: Sequence[str],
   continuation = np.array([not t.startswith(marker) for t in by_id])
   continuation[special_ids] = False
   return continuation
+
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets), then whitespace and
 # an upper-case letter, digit or opening quote. Heuristic, deterministic and dependency-free; BERT's

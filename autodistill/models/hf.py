@@ -419,7 +419,7 @@ def load_bert(directory: PathLike) -> Checkpoint:
 
   Raises:
     FileNotFoundError: no config.json or weights in ``directory``.
-    ValueError: the weights do not match the config, or the model is not a BERT.
+    ValueError: the weights do not match the config, or the model is none of these.
   """
   config = BertConfig.from_hf(read_config(directory))
   state = _normalise_keys(read_state_dict(directory), _base_prefix(config))
