@@ -144,7 +144,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.finalize.max_students = 1  # at most this many front students (those beating the baseline first).
   c.finalize.preset = "regular"  # the recipe of the winners (paper: regular distillation).
   c.finalize.steps_per_block = 40  # 0 = 0.48 x pretrain / blocks.
-  c.finalize.pretrain_steps = 360  # 0 = the preset's x scale.
+  c.finalize.pretrain_steps = 520  # 0 = the preset's x scale.
   c.finalize.warmup_steps = 36  # 0 = 2% of pretrain_steps.
   c.finalize.scale = 1.0  # multiplies preset steps when no explicit counts are given.
 

@@ -24,7 +24,7 @@ What it does:
   README), so the loss stands in for the paper's accuracy objective;
 * flash distillation per trial: 2 blocks x 10 progressive steps + 40 pre-training-distillation
   steps (the paper: 24 x 500 + 25k);
-* finalize: the best front student, regular-distilled for 2 x 40 + 360 steps and exported as
+* finalize: the best front student, regular-distilled for 2 x 40 + 520 steps and exported as
   Orbax and Hugging Face checkpoints.
 
 How long: 13.1 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.5,

@@ -26,7 +26,7 @@ adapted to BBC News, the ``cpu_demo`` space of 48 two-block students, latency on
   (``search.proxy_documents``; 1,598 sequences of 32 tokens, so a trial sees 60% of them);
 * objectives: held-out MLM loss and latency, from which the reward is computed;
 * finalize: the winner distilled on the corpus with the same objective for the demo's regular
-  budget (2 x 40 + 360 = 440 steps, in one phase), as the paper's "selected, and distilled on
+  budget (2 x 40 + 520 = 600 steps, in one phase), as the paper's "selected, and distilled on
   the full training corpus".
 
 What is our reading rather than the paper's (only its abstract is available): the controller's

@@ -17,7 +17,7 @@ def test_the_default_parses_into_typed_frozen_pieces():
   assert settings.search.designer == "gp_bandit" and settings.search.num_trials == 6
   assert settings.search.max_suggestions == 20 * 6  # 0 means 20 x num_trials
   assert settings.distill.plan(2).total_steps == 2 * 10 + 40
-  assert settings.finalize.recipe.plan(2).total_steps == 2 * 40 + 360
+  assert settings.finalize.recipe.plan(2).total_steps == 2 * 40 + 520
   assert settings.finalize.recipe.preset == "regular"
   assert settings.latency.device is None and settings.latency.key_settings["seq_len"] == 128
   assert settings.finetune.tasks == ("bbc_topic",) and settings.finetune.recipe.batch_size == 32
