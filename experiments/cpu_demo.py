@@ -27,8 +27,8 @@ What it does:
 * finalize: the best front student, regular-distilled for 2 x 40 + 520 steps and exported as
   Orbax and Hugging Face checkpoints.
 
-How long: 13.1 minutes measured on an idle 2-core CPU from a fresh workdir (teacher 3.5,
-latency 1.3, search 4.6, finalize 2.4, fine-tune 1.3; README, "The demo"); later runs in the
+How long: 9.2 minutes measured on an idle 2-core CPU from a fresh clone and workdir (teacher
+2.7, latency 0.8, search 2.6, finalize 2.2, fine-tune 0.8; README, "The demo"); later runs in the
 same workdir reuse the tokenized corpus, the adapted teacher, the latencies and every finished
 trial.
 
