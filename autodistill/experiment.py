@@ -211,7 +211,11 @@ class Experiment:
     if not proxy:
       return self.train_data
     data = self.train_data.proxy(proxy)
-    self.log(f"search: trials distil on a proxy set; {data.describe()}")
+    if data is self.train_data:
+      self.log(f"search: search.proxy_documents={proxy} covers all "
+               f"{len(data.documents)} training documents; trials distil on every one")
+    else:
+      self.log(f"search: trials distil on a proxy set; {data.describe()}")
     return data
 
   @property
