@@ -22,30 +22,35 @@ def test_table1_is_the_papers_576_architectures_with_mobilebert():
 def test_preset_sizes():
   assert {name: s.size for name, s in SPACES.items()} == {
       "table1": 576, "mobilebert_centred": 243, "autodistil_tiny": 256, "autodistil_small": 256,
-      "autodistil_base": 256, "cpu_demo": 48}
+      "autodistil_base": 256, "autodistil_cpu": 256, "cpu_demo": 48}
   assert SPACES["mobilebert_centred"].num_valid == 243
   assert SPACES["cpu_demo"].baseline_config().name == "Model_128_32_4_128_4-num_blocks=2-embedding_size=64"
 
 
-def test_autodistil_subspaces_prune_heads_that_do_not_divide_the_width():
+def test_autodistil_subspaces_decouple_the_head_width_so_every_point_is_valid():
   tiny = get_space("autodistil_tiny")
   assert tiny.factors["num_blocks"] == (4, 5, 6, 7)
   assert tiny.factors["hidden_size"] == (128, 160, 192, 224)
   assert tiny.factors["mlp_ratio"] == (2.0, 2.5, 3.0, 3.5)
-  # Heads must divide the hidden size (= attention width); count by hand: for each hidden size,
-  # the heads in 7..10 that divide it, times 4 layer counts x 4 ratios.
-  divisors = sum(1 for h in (128, 160, 192, 224) for n in (7, 8, 9, 10) if h % n == 0)
-  assert tiny.num_valid == divisors * 16
+  assert tiny.num_valid == 256  # 7 heads on 128 channels included
   point = {"num_blocks": 4, "hidden_size": 160, "mlp_ratio": 3.5, "num_heads": 10}
   config = tiny.config(point)
   assert (config.bottleneck_size, config.intermediate_size, config.num_ffn) == (160, 560, 1)
   assert config.normalization == "layer_norm" and config.num_blocks == 4
+  assert not config.use_bottleneck and config.embedding_size == 160
+  assert (config.head_size, config.attention_width) == (14, 140)  # ceil(160 / 12) = 14
   assert tiny.point_of(config) == point
-  reason = tiny.invalid_reason({"num_blocks": 4, "hidden_size": 128, "mlp_ratio": 2.0,
-                                "num_heads": 7})
-  assert reason is not None and "not divisible by num_heads=7" in reason
-  with pytest.raises(InvalidArchitecture, match="num_heads"):
-    tiny.config({"num_blocks": 4, "hidden_size": 128, "mlp_ratio": 2.0, "num_heads": 7})
+  odd = tiny.config({"num_blocks": 4, "hidden_size": 128, "mlp_ratio": 2.0, "num_heads": 7})
+  assert (odd.head_size, odd.attention_width) == (11, 77)
+  assert Space.from_dict(tiny.to_dict()) == tiny
+
+
+def test_head_size_divisor_rejects_a_searched_head_size():
+  with pytest.raises(ValueError, match="head_size_divisor"):
+    Space(name="x", factors={"hidden_size": (64,), "attention_head_size": (8, 16)},
+          head_size_divisor=4)
+  # A space without it keeps its old dict form (older studies' records still match).
+  assert "head_size_divisor" not in get_space("cpu_demo").to_dict()
 
 
 def test_any_student_field_is_a_factor_without_code_changes():

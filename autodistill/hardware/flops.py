@@ -28,14 +28,16 @@ def _student_flops(c: StudentConfig, batch: int, seq: int, heads: bool) -> int:
     total += 2 * tokens * e * h
   query_in = b if (c.use_bottleneck_attention or c.key_query_shared_bottleneck) else h
   value_in = b if c.use_bottleneck_attention else h
-  block = 2 * tokens * h * b  # input bottleneck
+  a = c.attention_width
+  block = 2 * tokens * h * b if c.use_bottleneck else 0  # input bottleneck
   if c.key_query_shared_bottleneck:
     block += 2 * tokens * h * b  # the shared query/key bottleneck
-  block += 2 * (2 * tokens * query_in * b) + 2 * tokens * value_in * b  # q, k, v
-  block += 2 * (2 * batch * seq * seq * b)  # scores and context, all heads together
-  block += 2 * tokens * b * b  # attention output
+  block += 2 * (2 * tokens * query_in * a) + 2 * tokens * value_in * a  # q, k, v
+  block += 2 * (2 * batch * seq * seq * a)  # scores and context, all heads together
+  block += 2 * tokens * a * b  # attention output
   block += c.num_ffn * 2 * (2 * tokens * b * i)
-  block += 2 * tokens * b * h  # output bottleneck
+  if c.use_bottleneck:
+    block += 2 * tokens * b * h  # output bottleneck
   total += c.num_blocks * block
   if c.classifier_activation:
     total += 2 * batch * h * h  # pooler

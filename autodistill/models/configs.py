@@ -38,6 +38,8 @@ _NAME_EXTRAS = (
     "normalization",
     "key_query_shared_bottleneck",
     "use_bottleneck_attention",
+    "use_bottleneck",
+    "attention_head_size",
     "hidden_act",
     "classifier_activation",
 )
@@ -114,6 +116,16 @@ class StudentConfig(_ConfigMethods):
       block input and values from the block input itself (MobileBERT). When False, and
       ``use_bottleneck_attention`` is False too, queries, keys and values all read the block input.
     use_bottleneck_attention: queries, keys and values all read the input bottleneck.
+    use_bottleneck: the block has its input and output bottlenecks (MobileBERT, the template).
+      False: BERT's block (Devlin et al. 2019; transformers' MobileBERT with
+      ``use_bottleneck=False``): attention reads the block input and its output projection
+      returns to the block width, then the FFN stack, with no dense layer in or out. Needs
+      ``bottleneck_size == hidden_size`` and neither bottleneck-attention wiring. AutoDistil's
+      students (Xu et al. 2022) are such blocks with one FFN.
+    attention_head_size: the width of each attention head; 0 (default) splits
+      ``bottleneck_size`` evenly over ``num_heads`` (which must then divide it). A positive value
+      decouples the attention width ``num_heads * attention_head_size`` from the block width, as
+      AutoDistil's spaces need (10 heads on a 352-wide block).
     hidden_act: FFN and MLM-transform activation (MobileBERT: relu).
     classifier_activation: pooler is dense + tanh (True) or the bare [CLS] vector (False).
     hidden_dropout_prob, attention_dropout_prob: dropout rates used when not deterministic.
@@ -134,6 +146,8 @@ class StudentConfig(_ConfigMethods):
   normalization: str = "no_norm"
   key_query_shared_bottleneck: bool = True
   use_bottleneck_attention: bool = False
+  use_bottleneck: bool = True
+  attention_head_size: int = 0
   hidden_act: str = "relu"
   classifier_activation: bool = True
   hidden_dropout_prob: float = 0.0
@@ -148,10 +162,15 @@ class StudentConfig(_ConfigMethods):
         num_ffn=self.num_ffn, num_blocks=self.num_blocks, embedding_size=self.embedding_size,
         vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
         type_vocab_size=self.type_vocab_size)
-    if self.bottleneck_size % self.num_heads:
+    if (isinstance(self.attention_head_size, bool) or not isinstance(self.attention_head_size, int)
+        or self.attention_head_size < 0):
+      raise ValueError(f"{owner}: attention_head_size must be 0 (split bottleneck_size over the "
+                       f"heads) or positive, got {self.attention_head_size!r}.")
+    if not self.attention_head_size and self.bottleneck_size % self.num_heads:
       raise ValueError(
           f"{owner}: bottleneck_size={self.bottleneck_size} is not divisible by "
-          f"num_heads={self.num_heads}; the attention width is split evenly across heads.")
+          f"num_heads={self.num_heads}; the attention width is split evenly across heads "
+          "(or set attention_head_size to decouple the attention width).")
     if self.hidden_size < self.embedding_size:
       raise ValueError(
           f"{owner}: hidden_size={self.hidden_size} is smaller than "
@@ -162,7 +181,7 @@ class StudentConfig(_ConfigMethods):
     _check_rate(owner, "hidden_dropout_prob", self.hidden_dropout_prob)
     _check_rate(owner, "attention_dropout_prob", self.attention_dropout_prob)
     for field in ("trigram_input", "key_query_shared_bottleneck", "use_bottleneck_attention",
-                  "classifier_activation"):
+                  "use_bottleneck", "classifier_activation"):
       if not isinstance(getattr(self, field), bool):
         raise ValueError(f"{owner}: {field} must be a bool, got {getattr(self, field)!r}.")
     if self.use_bottleneck_attention and self.key_query_shared_bottleneck:
@@ -170,9 +189,23 @@ class StudentConfig(_ConfigMethods):
           f"{owner}: use_bottleneck_attention=True already feeds queries, keys and values from "
           "the input bottleneck; set key_query_shared_bottleneck=False with it.")
 
+    if not self.use_bottleneck and (self.bottleneck_size != self.hidden_size
+                                    or self.key_query_shared_bottleneck
+                                    or self.use_bottleneck_attention):
+      raise ValueError(
+          f"{owner}: use_bottleneck=False (BERT's block) has no bottleneck to read from or "
+          f"run at; set bottleneck_size=hidden_size (got {self.bottleneck_size} and "
+          f"{self.hidden_size}) and key_query_shared_bottleneck=use_bottleneck_attention=False.")
+
   @property
   def head_size(self) -> int:
-    return self.bottleneck_size // self.num_heads
+    """The width of each attention head (``attention_head_size``, or the even split)."""
+    return self.attention_head_size or self.bottleneck_size // self.num_heads
+
+  @property
+  def attention_width(self) -> int:
+    """``num_heads * head_size``: the width of the queries, keys and values."""
+    return self.num_heads * self.head_size
 
   @property
   def max_sequence_length(self) -> int:

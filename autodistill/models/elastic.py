@@ -50,8 +50,10 @@ from autodistill.models.student import StudentForPreTraining
 
 Params = Any
 
-# The factors a student of an envelope may vary; every other field must be the envelope's.
-ELASTIC_FIELDS = (*FACTORS, "num_blocks")
+# The factors a student of an envelope may vary; every other field must be the envelope's. The
+# embedding width may vary only where it is the hidden width (no embedding transformation), as
+# in AutoDistil's spaces: then a student's embedding is the table's leading columns.
+ELASTIC_FIELDS = (*FACTORS, "num_blocks", "attention_head_size", "embedding_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Envelope:
       fields. Its ``num_heads`` is 1 (a placeholder, so any bottleneck validates); the attention
       shape is ``num_heads`` x ``head_size`` below.
     num_heads: the most heads of any student.
-    head_size: the widest head of any student (``bottleneck_size / num_heads``).
+    head_size: the widest head of any student (:attr:`StudentConfig.head_size`).
   """
 
   config: StudentConfig
@@ -87,8 +89,9 @@ class Envelope:
     for student in students[1:]:
       _check_same_fixed_fields(first, student)
     config = first.replace(
-        num_heads=1, **{f: max(getattr(s, f) for s in students)
-                        for f in ELASTIC_FIELDS if f != "num_heads"})
+        num_heads=1, attention_head_size=0,
+        **{f: max(getattr(s, f) for s in students)
+           for f in ELASTIC_FIELDS if f not in ("num_heads", "attention_head_size")})
     envelope = cls(config, max(s.num_heads for s in students),
                    max(s.head_size for s in students))
     for student in students:
@@ -99,7 +102,8 @@ class Envelope:
     """Raises ValueError, naming the reason, if ``student`` cannot run in this envelope."""
     _check_same_fixed_fields(self.config, student)
     limits = {"num_heads": self.num_heads, "head_size": self.head_size,
-              **{f: getattr(self.config, f) for f in ELASTIC_FIELDS if f != "num_heads"}}
+              **{f: getattr(self.config, f) for f in ELASTIC_FIELDS
+                 if f not in ("num_heads", "attention_head_size")}}
     over = {f: getattr(student, f) for f, top in limits.items() if getattr(student, f) > top}
     if over:
       raise ValueError(f"student {student.name} exceeds the envelope in {over}; build the "
@@ -109,6 +113,11 @@ class Envelope:
           f"student {student.name} {'has' if _has_transformation(student) else 'lacks'} the "
           "embedding transformation and the envelope does not agree (hidden_size equal to "
           "embedding_size without trigram input); train such students one by one.")
+    if _has_transformation(student) and student.embedding_size != self.config.embedding_size:
+      raise ValueError(
+          f"student {student.name} has embedding_size {student.embedding_size} and an embedding "
+          f"transformation, the envelope {self.config.embedding_size}; students of one envelope "
+          "vary the embedding width only where it equals their hidden width.")
 
   def describe(self) -> str:
     """One line, e.g. ``hidden 128, bottleneck 64, 4 heads of 32, intermediate 256, 4 FFNs,

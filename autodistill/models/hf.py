@@ -154,8 +154,10 @@ def _student_entries(cfg: StudentConfig) -> list[_Entry]:
                        "encoder")
   for i in range(cfg.num_blocks):
     ours, hf = enc + (f"block_{i}",), f"encoder.layer.{i}"
-    entries += _linear(ours + ("bottleneck_input",), f"{hf}.bottleneck.input.dense", "encoder")
-    entries += _norm(ours + ("bottleneck_input_norm",), f"{hf}.bottleneck.input.LayerNorm")
+    if cfg.use_bottleneck:
+      entries += _linear(ours + ("bottleneck_input",), f"{hf}.bottleneck.input.dense",
+                         "encoder")
+      entries += _norm(ours + ("bottleneck_input_norm",), f"{hf}.bottleneck.input.LayerNorm")
     if cfg.key_query_shared_bottleneck:
       entries += _linear(ours + ("bottleneck_attention",), f"{hf}.bottleneck.attention.dense",
                          "encoder")
@@ -175,8 +177,10 @@ def _student_entries(cfg: StudentConfig) -> list[_Entry]:
       entries += _linear(ours + (f"ffn_{j}_intermediate",), f"{inter}.dense", "encoder")
       entries += _linear(ours + (f"ffn_{j}_output",), f"{out}.dense", "encoder")
       entries += _norm(ours + (f"ffn_{j}_norm",), f"{out}.LayerNorm")
-    entries += _linear(ours + ("output_bottleneck",), f"{hf}.output.bottleneck.dense", "encoder")
-    entries += _norm(ours + ("output_norm",), f"{hf}.output.bottleneck.LayerNorm")
+    if cfg.use_bottleneck:
+      entries += _linear(ours + ("output_bottleneck",), f"{hf}.output.bottleneck.dense",
+                         "encoder")
+      entries += _norm(ours + ("output_norm",), f"{hf}.output.bottleneck.LayerNorm")
   if cfg.classifier_activation:
     entries += _linear(enc + ("pooler",), "pooler.dense", "pooler")
   return entries + _mlm_nsp_entries(cfg.hidden_size - cfg.embedding_size)
@@ -431,14 +435,16 @@ def student_config_from_hf(hf: Mapping[str, Any]) -> StudentConfig:
   if hf.get("model_type", "mobilebert") != "mobilebert":
     raise ValueError(f"config.json has model_type={hf.get('model_type')!r}; students are read "
                      "from MobileBERT checkpoints ('mobilebert').")
-  if not hf.get("use_bottleneck", True):
-    raise ValueError("config.json has use_bottleneck=false; the student template always has "
-                     "input/output bottlenecks (paper Figure 2).")
   defaults = StudentConfig()
   get = lambda key, field: hf.get(key, getattr(defaults, field))
+  # Without bottlenecks (BERT's block) transformers runs everything at hidden_size and ignores
+  # intra_bottleneck_size and the bottleneck-attention wirings.
+  wired = hf.get("use_bottleneck", True)
   return StudentConfig(
       hidden_size=get("hidden_size", "hidden_size"),
-      bottleneck_size=get("intra_bottleneck_size", "bottleneck_size"),
+      bottleneck_size=(get("intra_bottleneck_size", "bottleneck_size") if wired
+                       else get("hidden_size", "hidden_size")),
+      use_bottleneck=wired,
       num_heads=get("num_attention_heads", "num_heads"),
       intermediate_size=get("intermediate_size", "intermediate_size"),
       num_ffn=get("num_feedforward_networks", "num_ffn"),
@@ -449,10 +455,11 @@ def student_config_from_hf(hf: Mapping[str, Any]) -> StudentConfig:
       type_vocab_size=get("type_vocab_size", "type_vocab_size"),
       trigram_input=get("trigram_input", "trigram_input"),
       normalization=get("normalization_type", "normalization"),
-      key_query_shared_bottleneck=(get("key_query_shared_bottleneck",
-                                       "key_query_shared_bottleneck")
+      key_query_shared_bottleneck=(wired and get("key_query_shared_bottleneck",
+                                                 "key_query_shared_bottleneck")
                                    and not hf.get("use_bottleneck_attention", False)),
-      use_bottleneck_attention=get("use_bottleneck_attention", "use_bottleneck_attention"),
+      use_bottleneck_attention=wired and get("use_bottleneck_attention",
+                                             "use_bottleneck_attention"),
       hidden_act=get("hidden_act", "hidden_act"),
       classifier_activation=get("classifier_activation", "classifier_activation"),
       hidden_dropout_prob=get("hidden_dropout_prob", "hidden_dropout_prob"),
@@ -465,8 +472,15 @@ def hf_incompatibility(config: StudentConfig) -> Optional[str]:
 
   Hugging Face sizes the query and key projections by the bottleneck width whatever their input,
   so queries/keys read straight from the block input (``key_query_shared_bottleneck=False``
-  without ``use_bottleneck_attention``) only fit when hidden_size == bottleneck_size.
+  without ``use_bottleneck_attention``) only fit when hidden_size == bottleneck_size. It also
+  splits the attention width evenly over the heads, so a decoupled ``attention_head_size``
+  (AutoDistil's spaces) does not fit either.
   """
+  if config.attention_width != config.bottleneck_size:
+    return (f"{config.name} has {config.num_heads} attention heads of {config.head_size} "
+            f"({config.attention_width} wide) on a {config.bottleneck_size}-wide attention "
+            "output, but transformers splits that width evenly over the heads; its Orbax "
+            "checkpoint is the student")
   if (not config.key_query_shared_bottleneck and not config.use_bottleneck_attention
       and config.hidden_size != config.bottleneck_size):
     return (f"{config.name} reads queries and keys from the {config.hidden_size}-wide block input, "
@@ -496,7 +510,7 @@ def student_config_to_hf(config: StudentConfig) -> dict[str, Any]:
       "type_vocab_size": config.type_vocab_size, "initializer_range": 0.02,
       "layer_norm_eps": config.layer_norm_eps, "pad_token_id": 0,
       "embedding_size": config.embedding_size, "trigram_input": config.trigram_input,
-      "use_bottleneck": True, "intra_bottleneck_size": config.bottleneck_size,
+      "use_bottleneck": config.use_bottleneck, "intra_bottleneck_size": config.bottleneck_size,
       "use_bottleneck_attention": config.use_bottleneck_attention,
       "key_query_shared_bottleneck": config.key_query_shared_bottleneck,
       "num_feedforward_networks": config.num_ffn, "normalization_type": config.normalization,

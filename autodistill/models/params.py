@@ -53,9 +53,12 @@ def _student_breakdown(c: StudentConfig) -> dict[str, int]:
   # Input bottleneck (+ the shared query/key bottleneck), each a dense layer and a norm.
   bottlenecks = (_dense(h, b) + 2 * b) * (2 if c.key_query_shared_bottleneck else 1)
   bottlenecks += _dense(b, h) + 2 * h  # output bottleneck and its norm
+  if not c.use_bottleneck:
+    bottlenecks = 0
   query_in = b if (c.use_bottleneck_attention or c.key_query_shared_bottleneck) else h
   value_in = b if c.use_bottleneck_attention else h
-  attention = 2 * _dense(query_in, b) + _dense(value_in, b) + _dense(b, b) + 2 * b
+  a = c.attention_width
+  attention = 2 * _dense(query_in, a) + _dense(value_in, a) + _dense(a, b) + 2 * b
   ffn = c.num_ffn * (_dense(b, c.intermediate_size) + _dense(c.intermediate_size, b) + 2 * b)
   return {
       "embeddings": embeddings,

@@ -9,6 +9,9 @@ Each building block is the MobileBERT block (Sun et al. 2020):
 3. ``num_ffn`` stacked FFNs at bottleneck width (dense -> activation -> dense, residual, norm);
 4. an output bottleneck: dense bottleneck_size -> hidden_size, added to the block input, norm.
 
+``use_bottleneck=False`` drops steps 1 and 4 and reads queries, keys and values from the block
+input: BERT's block, which AutoDistil's students use.
+
 With the default :class:`StudentConfig` this is MobileBERT exactly, and every configuration maps
 onto Hugging Face ``MobileBertForPreTraining`` (see :mod:`autodistill.models.hf`).
 """
@@ -97,7 +100,8 @@ def _block_forward(self: nn.Module, x: Array, mask: Array, deterministic: bool,
     h = dense(cfg.bottleneck_size, ("embed", "bottleneck"), name=f"{name}")(x)
     return norm("bottleneck", cfg.layer_norm_eps, bottleneck_mask, name=f"{name}_norm")(h)
 
-  layer_input = bottleneck("bottleneck_input")
+  # BERT's block (use_bottleneck=False) reads the block input itself, like the last branch below.
+  layer_input = bottleneck("bottleneck_input") if cfg.use_bottleneck else x
   if cfg.use_bottleneck_attention:
     query_in, value_in = layer_input, layer_input
     query_axis, value_axis = "bottleneck", "bottleneck"
@@ -131,6 +135,8 @@ def _block_forward(self: nn.Module, x: Array, mask: Array, deterministic: bool,
     out = norm("bottleneck", eps, bottleneck_mask, name=f"ffn_{j}_norm")(out + h)
     h = out if arch is None else jnp.where(arch.ffns[j] > 0, out, h)
 
+  if not cfg.use_bottleneck:
+    return h, probs
   out = dense(cfg.hidden_size, ("bottleneck", "embed"), name="output_bottleneck")(h)
   out = nn.Dropout(rate=cfg.hidden_dropout_prob)(out, deterministic=deterministic)
   out = norm("embed", cfg.layer_norm_eps, None if arch is None else arch.hidden,

@@ -52,11 +52,15 @@ VARIANTS = [
     StudentConfig(**TOY, use_bottleneck_attention=True, key_query_shared_bottleneck=False,
                   classifier_activation=False),
     BertConfig(vocab_size=300, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+    StudentConfig(**{**TOY, "bottleneck_size": 64, "num_ffn": 1, "num_heads": 3},
+                  attention_head_size=24, use_bottleneck=False, normalization="layer_norm",
+                  key_query_shared_bottleneck=False, trigram_input=False),
 ]
 
 
 @pytest.mark.parametrize("config", VARIANTS,
-                         ids=["toy", "layer_norm-gelu-plain_qkv", "bottleneck_attention", "bert"])
+                         ids=["toy", "layer_norm-gelu-plain_qkv", "bottleneck_attention", "bert",
+                              "bert_block-decoupled_heads"])
 @pytest.mark.parametrize("heads", [False, True])
 def test_every_wiring_within_35_percent_of_xla(config, heads):
   ratio = _xla_flops(config, 32, heads=heads) / analytic_flops(config, seq_len=32, heads=heads)

@@ -170,7 +170,12 @@ def test_minilm_teacher_parity_on_real_sentences(minilm_dir):
     dict(use_bottleneck_attention=True, key_query_shared_bottleneck=False, num_ffn=1,
          classifier_activation=False),
     dict(trigram_input=False, embedding_size=32),
-], ids=["mobilebert", "layernorm-gelu", "plain-qkv", "bottleneck-attention", "no-trigram"])
+    # BERT's block, as AutoDistil's students have it: transformers' use_bottleneck=False.
+    dict(use_bottleneck=False, bottleneck_size=64, key_query_shared_bottleneck=False,
+         trigram_input=False, embedding_size=64, num_ffn=1, num_heads=4,
+         normalization="layer_norm", hidden_act="gelu"),
+], ids=["mobilebert", "layernorm-gelu", "plain-qkv", "bottleneck-attention", "no-trigram",
+        "bert-block"])
 def test_small_mobilebert_parity(variant):
   config = SMALL_STUDENT.replace(**variant)
   model = _hf_mobilebert(config)
@@ -238,6 +243,8 @@ def test_inexpressible_student_export_is_refused(tmp_path):
   assert hf.hf_incompatibility(SMALL_STUDENT) is None
   with pytest.raises(ValueError, match="cannot express this student"):
     hf.export_student(config, hf.init_params(config, np.uint32([0, 1])), tmp_path / "x")
+  decoupled = SMALL_STUDENT.replace(num_heads=3, attention_head_size=8)  # 24 wide on 32
+  assert "splits that width evenly" in hf.hf_incompatibility(decoupled)
   assert not (tmp_path / "x" / "model.safetensors").exists()
 
 

@@ -18,7 +18,20 @@ STUDENTS = [
                   num_blocks=2, embedding_size=16, vocab_size=300, max_position_embeddings=40,
                   use_bottleneck_attention=True, key_query_shared_bottleneck=False),
     MOBILEBERT,
+    # BERT's block (AutoDistil): no bottlenecks; transformers' use_bottleneck=False.
+    StudentConfig(hidden_size=96, bottleneck_size=96, num_heads=4, intermediate_size=200,
+                  num_ffn=1, num_blocks=2, embedding_size=32, vocab_size=300,
+                  max_position_embeddings=40, trigram_input=False, normalization="layer_norm",
+                  use_bottleneck=False, key_query_shared_bottleneck=False),
 ]
+
+
+def test_decoupled_attention_counts_agree_with_the_tree():
+  # 5 heads of 24 on a 96-wide BERT block: transformers cannot express it, the tree can.
+  config = STUDENTS[-1].replace(num_heads=5, attention_head_size=24)
+  params = _abstract_params(config)
+  assert params["encoder"]["block_0"]["attention"]["query"]["kernel"].shape == (96, 5, 24)
+  assert counting.param_breakdown(params) == counting.analytic_breakdown(config)
 
 
 def _torch_count(cls, hf_config) -> int:
