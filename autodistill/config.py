@@ -36,6 +36,8 @@ from autodistill.hardware.cache import LatencySettings
 from autodistill.search.designers import DESIGNERS
 from autodistill.search.settings import OBJECTIVES, Constraints, FinalizeSettings, SearchSettings
 from autodistill.space import SPACES, InvalidArchitecture, Space, get_space
+from autodistill.supernet.search import COSTS, SubnetConstraints
+from autodistill.supernet.superlm import SAMPLINGS, SuperLMConfig
 from autodistill.train.optimizers import OptimizerConfig
 
 
@@ -174,7 +176,27 @@ def default_config() -> ml_collections.ConfigDict:
   c.runtime.mesh_shape = (-1, 1)  # (data, model) device mesh of every training run; -1 = the rest.
   c.runtime.dtype = "float32"  # compute dtype of training (distillation, teacher, fine-tuning).
   c.runtime.progress = True  # progress bars.
+  _supernet_section(c)
   return c
+
+
+def _supernet_section(c: ml_collections.ConfigDict) -> None:
+  """AutoDistil's SuperLM and its search without re-training (``autodistill supernet``)."""
+  c.supernet = ml_collections.ConfigDict()
+  c.supernet.steps = 300  # SuperLM training steps (LAMB, self-attention relation distillation).
+  c.supernet.sampling = "sandwich"  # subnets per step: sandwich (largest + smallest + random) | uniform.
+  c.supernet.subnets_per_step = 3  # subnets drawn per step (sandwich: at least 2).
+  c.supernet.relation_heads = 0  # MiniLM-v2 relation heads; 0 = the teacher's attention heads.
+  c.supernet.teacher_layer = 0  # teacher layer (1-based) every subnet's last block learns; 0 = last.
+  c.supernet.learning_rate = 1e-3  # LAMB peak learning rate.
+  c.supernet.warmup_steps = 30  # linear warm-up steps.
+  c.supernet.eval_batches = 4  # held-out batches each subnet is scored on; 0 = the whole split.
+  c.supernet.cost = "flops"  # the front's cost axis: flops | params | latency_ms (measures all).
+  c.supernet.max_params = 0  # prune subnets with more encoder parameters; 0 = no limit.
+  c.supernet.max_gflops = 0.0  # prune subnets above this many GFLOPs (latency forward); 0 = none.
+  c.supernet.max_latency_ms = 0.0  # prune subnets slower than this (measured latency); 0 = none.
+  c.supernet.extract = 1  # subnets extracted as students, lowest relation loss first.
+  c.supernet.seed = 0  # initialisation and subnet-sampling seed.
 
 
 def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
@@ -186,7 +208,7 @@ def get_config(arg: Optional[str] = None) -> ml_collections.ConfigDict:
 def field_docs() -> dict[str, str]:
   """``{"section.field": its one-line comment}`` for every field of :func:`default_config`,
   read from this file's source (the config reference of ``--help`` and the README)."""
-  source = inspect.getsource(default_config)
+  source = inspect.getsource(default_config) + inspect.getsource(_supernet_section)
   docs: dict[str, str] = {}
   pending: list[str] = []
   for line in source.splitlines():
@@ -265,6 +287,16 @@ class RuntimeSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class SupernetSettings:
+  """AutoDistil's SuperLM recipe, and what its search reports and extracts."""
+
+  recipe: SuperLMConfig = SuperLMConfig()
+  cost: str = "flops"
+  constraints: SubnetConstraints = SubnetConstraints()
+  extract: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
   """A parsed, checked experiment config: what every stage of the pipeline takes."""
 
@@ -277,6 +309,7 @@ class Settings:
   finalize: FinalizeSettings
   finetune: FinetuneSettings
   runtime: RuntimeSettings
+  supernet: SupernetSettings = SupernetSettings()
 
   def evaluation(self) -> dict[str, Any]:
     """Everything a search trial's result depends on: a resumed search must evaluate as the
@@ -463,6 +496,32 @@ def _finetune(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> Finetun
                           recipe=recipe)
 
 
+def _supernet(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> SupernetSettings:
+  n = c.supernet
+  for field in ("steps", "subnets_per_step"):
+    _check("supernet", field, n[field], lambda v: _count(v) and v > 0, "a whole number > 0")
+  for field in ("relation_heads", "teacher_layer", "warmup_steps", "eval_batches", "extract"):
+    _check("supernet", field, n[field], _count, "a whole number >= 0")
+  _in("supernet", "sampling", n.sampling, SAMPLINGS)
+  if n.sampling == "sandwich" and n.subnets_per_step < 2:
+    raise ConfigError("config.supernet.subnets_per_step must be at least 2 with the sandwich "
+                      "rule (largest + smallest); set it to 2 or more, or sampling=uniform.")
+  _in("supernet", "cost", n.cost, COSTS)
+  _check("supernet", "learning_rate", n.learning_rate, _positive, "a positive number")
+  for field in ("max_params", "max_gflops", "max_latency_ms"):
+    _check("supernet", field, n[field], lambda v: v >= 0, ">= 0 (0: no limit)")
+  recipe = SuperLMConfig(
+      steps=n.steps, sampling=n.sampling, subnets_per_step=n.subnets_per_step,
+      relation_heads=n.relation_heads, teacher_layer=n.teacher_layer,
+      optimizer=OptimizerConfig(learning_rate=n.learning_rate, weight_decay=0.01),
+      warmup_steps=n.warmup_steps, seed=n.seed, eval_batches=n.eval_batches,
+      progress=runtime.progress, mesh_shape=runtime.mesh_shape)
+  return SupernetSettings(recipe=recipe, cost=n.cost, extract=n.extract,
+                          constraints=SubnetConstraints(max_params=n.max_params,
+                                                        max_gflops=float(n.max_gflops),
+                                                        max_latency_ms=float(n.max_latency_ms)))
+
+
 def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
   """Parses and checks an experiment config once; a :class:`Settings` passes through.
 
@@ -505,4 +564,5 @@ def parse_config(config: ml_collections.ConfigDict | Settings) -> Settings:
                               seq_len=lat.seq_len, dtype=lat.dtype, min_runs=lat.min_runs,
                               min_time_s=float(lat.min_time_s),
                               max_other_load=float(lat.max_other_load)),
-      finalize=_finalize(c, distill), finetune=_finetune(c, runtime), runtime=runtime)
+      finalize=_finalize(c, distill), finetune=_finetune(c, runtime), runtime=runtime,
+      supernet=_supernet(c, runtime))

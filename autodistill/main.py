@@ -174,6 +174,16 @@ COMMANDS: dict[str, Command] = {
         "recommendations); prints a table and writes <workdir>/recommend.json "
         "(autodistill.pipeline.recommend_stage).",
         lambda settings, workdir, _: pipeline.recommend_stage(settings, workdir)),
+    "supernet": Command(
+        "AutoDistil: train a weight-sharing SuperLM, search its subnets without re-training",
+        "Trains the SuperLM of the config's space with self-attention relation distillation "
+        "(config.supernet; resumes after a kill, skipped once trained), scores every subnet in "
+        "the shared weights on held-out data, prunes by config.supernet.max_* and writes "
+        "trials.csv/json, pareto_front.json/png and summary.json in "
+        "<workdir>/supernet/<space>; extracts the best config.supernet.extract subnets as "
+        "students in its students/<name> (autodistill.pipeline.supernet_stage). Use it with "
+        "experiments/autodistil_subspaces.py:tiny|small|base|cpu.",
+        lambda settings, workdir, _: pipeline.supernet_stage(settings, workdir)),
     "summary": Command(
         "print the parameter breakdown of an architecture",
         "Counts the parameters of --arch by component (autodistill.pipeline.summary_stage).",

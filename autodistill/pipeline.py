@@ -43,7 +43,7 @@ Log = Callable[[str], None]
 __all__ = ["ConfigError", "WorkdirError", "PipelineResult", "user_errors", "run_pipeline",
            "prepare_teacher_stage", "measure_space_latency", "search_stage", "serve_stage",
            "finalize_stage", "finetune_stage", "distill_architecture", "export_stage",
-           "report_stage", "summary_stage", "final_summary", "open_workdir"]
+           "report_stage", "summary_stage", "supernet_stage", "final_summary", "open_workdir"]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -243,6 +243,63 @@ def distill_architecture(config: Any, workdir: Any = None, arch: str = "", *,
           f"{final.get('nsp_accuracy', float('nan')):.4f}; Orbax checkpoint {out / 'student'}"
           + (f", Hugging Face {exported}" if exported else ""))
   return result
+
+
+def supernet_stage(config: Any, workdir: Any = None, *, log: Log = print) -> dict[str, Any]:
+  """AutoDistil (Xu et al. 2022) on the config's space: trains its SuperLM (or reuses the
+  trained one), scores every subnet in the shared weights, writes the search's tables, front,
+  plot and summary in ``<workdir>/supernet/<space>/``, and extracts the ``supernet.extract``
+  best subnets as students in its ``students/<name>/`` (Orbax, and Hugging Face where
+  transformers can express them). Resumes a killed training; re-reports without retraining.
+
+  Returns:
+    The search summary (also ``summary.json``).
+  """
+  # pylint: disable=import-outside-toplevel
+  from autodistill import sharding
+  from autodistill.export import try_export_student
+  from autodistill.hardware.sweep import measure_space
+  from autodistill.search.report import summary_table
+  from autodistill import supernet as sn
+  exp = _experiment(config, workdir, log).check()
+  s, n = exp.settings, exp.settings.supernet
+  directory = exp.workdir / "supernet" / s.space.name
+  started = time.time()
+  superlm = sn.train_superlm(s.space, exp.teacher, exp.train_data, exp.eval_data, directory,
+                             n.recipe, log=exp.log)
+  trained = time.time()
+  scores = sn.score_subnets(superlm, exp.teacher, exp.eval_data,
+                            eval_batches=n.recipe.eval_batches,
+                            mesh=sharding.make_mesh(n.recipe.mesh_shape),
+                            progress=s.runtime.progress, log=exp.log)
+  scored = time.time()
+  students = superlm.table.students
+  if n.cost == "latency_ms" or n.constraints.max_latency_ms:
+    exp.log(f"supernet: batch-1 latency of the {len(students)} subnets (cached ones reused)")
+    measure_space(students, exp.latency_cache, **s.latency.key_settings, **s.latency.timing,
+                  progress=s.runtime.progress, max_other_load=s.latency.max_other_load)
+  records = sn.subnet_records(s.space, students, scores, s.latency, exp.latency_cache,
+                              n.constraints)
+  summary = sn.write_search(
+      records, directory, n.cost, title=f"SuperLM of {s.space.name}: {len(records)} subnets",
+      extra={"space": s.space.name, "seconds": {
+          "superlm": round(trained - started, 1), "scoring": round(scored - trained, 1)},
+          "superlm_training_seconds": superlm.summary["seconds"]})
+  exp.log(summary_table(records, sn.objectives_for(n.cost)))
+  ranked = sorted((r for r in records if r.feasible), key=lambda r: r.relation_loss)
+  by_name = {student.name: student for student in students}
+  for record in ranked[:n.extract]:
+    target, student = directory / "students" / record.name, by_name[record.name]
+    sn.extract_subnet(superlm, student, target, relation_loss=record.relation_loss)
+    exported, _ = try_export_student(student, superlm.envelope.extract(student, superlm.params),
+                                     target / "hf", tokenizer=exp.tokenizer_dir, log=exp.log)
+    exp.log(f"supernet: extracted {record.name} (relation loss {record.relation_loss:.4f}) to "
+            f"{target}" + (f"; Hugging Face {exported}" if exported else ""))
+  best = summary["best"]
+  exp.log(f"supernet: {summary['feasible']} of {summary['subnets']} subnets feasible; best "
+          + (f"{best['name']} (relation loss {best['relation_loss']:.4f})" if best else "none")
+          + f"; outputs in {directory}")
+  return summary
 
 
 def _in_workdir(workdir: pathlib.Path, value: str) -> pathlib.Path:

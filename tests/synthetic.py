@@ -134,3 +134,85 @@ def write_tiny_roberta(directory: pathlib.Path, corpus_dir: pathlib.Path,
   del params["nsp_head"], params["encoder"]["pooler"]
   hf.export_bert(config, params, directory)
   return directory
+
+
+# -- AutoDistil: a tiny sub-space of BERT blocks for SuperLM tests --------------------------------
+
+
+def tiny_supernet_space():
+  """16 BERT-block subnets (1-2 blocks, hidden 16/24, MLP ratio 1/2, 2-3 heads of hidden / 4)
+  over the synthetic vocabulary's tiny teacher, without dropout."""
+  from autodistill.space import Space
+  return Space(
+      name="tiny_superlm",
+      factors={"num_blocks": (1, 2), "hidden_size": (16, 24), "mlp_ratio": (1.0, 2.0),
+               "num_heads": (2, 3)},
+      fixed={"num_ffn": 1, "normalization": "layer_norm", "key_query_shared_bottleneck": False,
+             "use_bottleneck": False, "trigram_input": False, "hidden_act": "gelu",
+             "attention_dropout_prob": 0.0},
+      tied={"bottleneck_size": "hidden_size", "embedding_size": "hidden_size"},
+      head_size_divisor=4,
+      baseline={"num_blocks": 1, "hidden_size": 24, "mlp_ratio": 1.0, "num_heads": 2})
+
+
+# -- SIGKILL mid-training, then resume (the kill workers of tests/train and tests/supernet) -------
+
+
+class KillingData:
+  """Forwards to a pipeline, and SIGKILLs this process when batch number ``kill_at`` is fetched
+  (counted from the position the run starts or resumes at)."""
+
+  def __init__(self, data, kill_at):
+    self._data, self._kill_at, self._fetched = data, kill_at, 0
+
+  def __getattr__(self, name):
+    return getattr(self._data, name)
+
+  def device_batches(self, mesh, data_axis="data"):
+    import os
+    import signal
+    for batch in self._data.device_batches(mesh, data_axis):
+      if self._fetched == self._kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+      self._fetched += 1
+      yield batch
+
+
+def kill_then_resume(worker: pathlib.Path, tmp_path: pathlib.Path, kill_at: int,
+                     finished: str):
+  """Runs ``worker DATA_ROOT WORKDIR KILL_AT [REFERENCE]`` (see tests/train/kill_worker.py): once
+  killed at batch ``kill_at`` (asserting it died before writing ``finished``), then resumed and
+  followed by an uninterrupted reference run in the same process. Returns (resumed parameters,
+  uninterrupted parameters, workdir): the ``params.npz`` of both, after checking that the second
+  run said it resumed and the reference did not."""
+  import os
+  import signal
+  import subprocess
+  import sys
+  import numpy as np
+  here = pathlib.Path(__file__).parent
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(here.parent), str(here), os.environ.get("PYTHONPATH", "")]))
+  workdir, reference = tmp_path / "killed", tmp_path / "reference"
+  first = subprocess.run([sys.executable, str(worker), str(tmp_path), str(workdir),
+                          str(kill_at)], env=env, capture_output=True, text=True, timeout=600)
+  assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+  assert not (workdir / finished).exists()
+  second = subprocess.run([sys.executable, str(worker), str(tmp_path), str(workdir), "-1",
+                           str(reference)], env=env, capture_output=True, text=True, timeout=600)
+  assert second.returncode == 0, second.stderr[-3000:]
+  resume_output, reference_output = second.stdout.split("done", 1)
+  assert "resumed from step" in resume_output and "resumed" not in reference_output
+  resumed, uninterrupted = np.load(workdir / "params.npz"), np.load(reference / "params.npz")
+  assert sorted(resumed.files) == sorted(uninterrupted.files)
+  return resumed, uninterrupted, workdir
+
+
+def kill_worker_main(run) -> None:
+  """A kill worker's command line: ``DATA_ROOT WORKDIR KILL_AT [REFERENCE]``; calls
+  ``run(data_root, workdir, kill_at)``, then ``run(data_root, REFERENCE, -1)`` if given."""
+  import sys
+  data_root, workdir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+  run(data_root, workdir, int(sys.argv[3]))
+  if len(sys.argv) > 4:
+    run(data_root, pathlib.Path(sys.argv[4]), -1)

@@ -131,8 +131,11 @@ def test_experiment_configs_load_and_pass_the_checks():
   assert (final.progressive_steps, final.pretrain_steps) == (240_000, 500_000)
   assert paper.data.batch_size == 2048 and paper.space.size == 576
   assert paper.teacher.path == "/ckpt/ib-bert-large"
-  for subspace, valid in (("tiny", 96), ("small", 96), ("base", 48)):
-    assert parse_config(loaded["autodistil_subspaces"].get_config(subspace)).space.num_valid == valid
+  for subspace in ("tiny", "small", "base", "cpu"):
+    settings = parse_config(loaded["autodistil_subspaces"].get_config(subspace))
+    assert settings.space.num_valid == 256 and settings.supernet.recipe.sampling == "sandwich"
+  small = parse_config(loaded["autodistil_subspaces"].get_config("small"))
+  assert small.supernet.recipe.relation_heads == 12 and small.supernet.cost == "latency_ms"
   with pytest.raises(ValueError, match="unknown AutoDistil sub-space 'huge'"):
     loaded["autodistil_subspaces"].get_config("huge")
   pod = parse_config(loaded["pod"].get_config("finalize"))
@@ -339,3 +342,35 @@ def test_a_roberta_teacher_runs_the_whole_pipeline(root, tmp_path):
       (teacher / "tokenizer.json").read_text()
   [tuned] = pipeline["finetune"]
   assert 0.0 <= tuned["scores"]["BBC"] <= 1.0
+
+
+def test_supernet_command_trains_searches_extracts_and_reruns_without_retraining(root, run,
+                                                                                tmp_path):
+  """AutoDistil end to end on a tiny sub-space: SuperLM training, scoring every subnet, the
+  search's outputs, the extracted student, which `export` and `finetune` then take."""
+  from synthetic import tiny_supernet_space  # pylint: disable=import-outside-toplevel
+  space = tiny_supernet_space()
+  config = make_config(root, **{"supernet.steps": 4, "supernet.relation_heads": 2,
+                                "supernet.warmup_steps": 1, "supernet.eval_batches": 1,
+                                "supernet.max_params": 25_000, "supernet.extract": 2})
+  config.space.definition = space.to_dict()
+  workdir = tmp_path / "work"
+  first = run("supernet", config, workdir, check=0)
+  out = workdir / "supernet" / space.name
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["subnets"] == 16 and 0 < summary["feasible"] < 16  # the limit prunes some
+  assert summary["best"]["params"] <= 25_000
+  trials = list(csv.DictReader((out / "trials.csv").open()))
+  assert len(trials) == 16 and {t["status"] for t in trials} == {"completed", "infeasible"}
+  assert (out / "pareto_front.png").is_file() and (out / "superlm.json").is_file()
+  students = sorted(p.parent.name for p in (out / "students").glob("*/result.json"))
+  assert len(students) == 2 and summary["best"]["name"] in students
+  assert "SuperLM trained" in first.stdout
+  # Again: nothing is trained or scored a second time.
+  second = run("supernet", config, workdir, check=0)
+  assert "training skipped" in second.stdout and "read from" in second.stdout
+  assert json.loads((out / "summary.json").read_text())["best"] == summary["best"]
+  # The extracted student is a distillation directory the other commands take.
+  best = f"supernet/{space.name}/students/{summary['best']['name']}"
+  run("finetune", config, workdir, check=0, model=best, task="bbc_topic")
+  assert list((workdir / "finetune").rglob("result.json"))

@@ -770,7 +770,7 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
       student_params = unstack_blocks(jax.device_get(student_params))
     if envelope is not None:
       student_params = envelope.extract(student, jax.device_get(student_params))
-    _save_params(workdir / "student", student_params)
+    save_params(workdir / "student", student_params)
   plan = config.plan(student.num_blocks)
   timings = watch.rounded()
   _write_summary(workdir, student, result, plan, config, timings, envelope)
@@ -830,7 +830,8 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
       programs=fns.programs)
 
 
-def _save_params(target: pathlib.Path, params: Params) -> None:
+def save_params(target: pathlib.Path, params: Params) -> None:
+  """Saves student parameters as an Orbax checkpoint at ``target`` (kept if it exists)."""
   if not target.exists():
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(target.absolute(), params)

@@ -272,6 +272,81 @@ def attention_relation_kl(teacher_qkv: tuple[Array, Array, Array],
   return total
 
 
+def relation_assignment(num_heads: int, head_size: int, num_relation_heads: int,
+                        max_heads: Optional[int] = None,
+                        max_head_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+  """Which relation head each feature of a (padded) attention width belongs to.
+
+  MiniLM-v2 concatenates the heads' queries (keys, values) to one vector of width
+  A = ``num_heads * head_size`` and splits it into R equal relation heads. Here feature c of
+  that vector (head ``c // head_size``, dimension ``c % head_size``) goes to relation head
+  ``floor(c * R / A)``: the equal split when R divides A, and near-equal contiguous chunks when
+  it does not (our generalisation, needed for students whose widths share no divisor with the
+  teacher's, as in AutoDistil's spaces). In an elastic model the vector is laid out as
+  ``max_heads x max_head_size`` with the student's heads and dimensions leading; the padding
+  belongs to no relation head.
+
+  Returns:
+    (assignment [max_heads * max_head_size, R] of 0/1, width [R] of each relation head).
+
+  Raises:
+    ValueError: a relation head would be empty (R > A).
+  """
+  max_heads, max_head_size = max_heads or num_heads, max_head_size or head_size
+  width = num_heads * head_size
+  if not 1 <= num_relation_heads <= width:
+    raise ValueError(f"{num_relation_heads} relation heads do not fit an attention width of "
+                     f"{width}; use between 1 and {width}.")
+  assignment = np.zeros((max_heads, max_head_size, num_relation_heads), np.float32)
+  c = np.arange(width)
+  assignment[c // head_size, c % head_size, c * num_relation_heads // width] = 1.0
+  assignment = assignment.reshape(max_heads * max_head_size, num_relation_heads)
+  return assignment, assignment.sum(axis=0)
+
+
+def assigned_relation_probs(x: Array, token_mask: Array, assignment: Array,
+                            widths: Array) -> Array:
+  """:func:`relation_probs` with the relation heads given by ``assignment``
+  (:func:`relation_assignment`): softmax(x_r x_r^T / sqrt(width_r)) over real keys, where x_r
+  is the features of relation head r. Padding features (no relation head) add nothing.
+
+  Args:
+    x: [batch, S, heads, head size] queries, keys or values.
+    token_mask: [batch, S].
+    assignment: [heads * head size, R].
+    widths: [R].
+
+  Returns:
+    [batch, R, S, S] relation probabilities.
+  """
+  b, s = x.shape[:2]
+  flat = x.reshape(b, s, -1).astype(jnp.float32)
+  scores = jnp.einsum("bsa,bta,ar->brst", flat, flat, assignment.astype(jnp.float32))
+  scores = scores / jnp.sqrt(widths.astype(jnp.float32))[None, :, None, None]
+  scores = jnp.where(token_mask.astype(bool)[:, None, None, :], scores,
+                     jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(scores, axis=-1)
+
+
+def assigned_relation_kl(teacher_qkv: tuple[Array, Array, Array],
+                         student_qkv: tuple[Array, Array, Array], token_mask: Array,
+                         teacher_heads: tuple[Array, Array],
+                         student_heads: tuple[Array, Array]) -> Array:
+  """:func:`attention_relation_kl` with each side's relation heads given as (assignment,
+  widths) by :func:`relation_assignment`; equal to it where R divides both widths and nothing
+  is padded (``tests/distill/test_losses.py``). AutoDistil's SuperLM loss, one subnet at a time
+  in the shared, padded weights."""
+  mask = token_mask.astype(jnp.float32)
+  total = jnp.float32(0.0)
+  for t, st in zip(teacher_qkv, student_qkv):
+    pt = assigned_relation_probs(jax.lax.stop_gradient(t), token_mask, *teacher_heads)
+    ps = assigned_relation_probs(st, token_mask, *student_heads)
+    kl = _kl_rows(pt, ps)  # [b, R, S]
+    rows = mask[:, None, :] * jnp.ones_like(kl)
+    total = total + _safe_mean(jnp.sum(kl * rows), jnp.sum(rows))
+  return total
+
+
 def multi_layer_hidden_mse(teacher_states: Array, student_states: Array, token_mask: Array,
                            block_weights: Optional[Array] = None) -> Array:
   """KD-NAS's multi-layer hidden-state distillation (Trivedi et al. 2023), as we read it.
@@ -317,5 +392,6 @@ LOSSES: dict[str, Callable[..., Array]] = {
     "feature_map_mse": feature_map_mse,                # eq. 2
     "pretraining_distill": pretraining_distill_loss,   # eq. 3
     "attention_relation_kl": attention_relation_kl,    # MiniLM-v2
+    "assigned_relation_kl": assigned_relation_kl,      # MiniLM-v2 in a SuperLM (AutoDistil)
     "multi_layer_hidden_mse": multi_layer_hidden_mse,  # KD-NAS
 }

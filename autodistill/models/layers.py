@@ -205,8 +205,11 @@ class MaskedNorm(nn.Module):
     if self.kind == "layer_norm":
       x = x.astype(jnp.float32)
       count = jnp.sum(mask)
-      mean = jnp.sum(x * mask, axis=-1, keepdims=True) / count
-      mean_sq = jnp.sum(jnp.square(x) * mask, axis=-1, keepdims=True) / count
+      # Masked sums as products with the mask, not sums of x * mask: under jax.vmap over 16+
+      # masks (the SuperLM scoring many subnets at once), XLA's CPU fusion of the latter
+      # returned wrong rows (jax 0.10.2; tests/supernet/test_supernet.py guards it).
+      mean = jnp.einsum("...d,d->...", x, mask)[..., None] / count
+      mean_sq = jnp.einsum("...d,d->...", jnp.square(x), mask)[..., None] / count
       var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
       x = (x - mean) * jax.lax.rsqrt(var + eps)
     elif self.kind != "no_norm":

@@ -37,6 +37,8 @@ class TrialRecord:
       average over; mlm_loss_std: the standard deviation of those predictions' losses (with
       them, :func:`~autodistill.search.pareto.metric_noise` gives the accuracy's and the loss's
       standard errors).
+    relation_loss: held-out self-attention relation loss of a subnet in the shared weights of an
+      AutoDistil SuperLM (:mod:`autodistill.supernet`); None for distilled trials.
     latency_s, distill_s, total_s: wall-clock seconds of each stage of the trial.
     seconds: where the trial's time went, by part (:data:`TIME_PARTS`); empty for a trial that
       never reached distillation or whose distillation was read back from an earlier run.
@@ -64,6 +66,7 @@ class TrialRecord:
   nsp_loss: Optional[float] = None
   mlm_predictions: Optional[float] = None
   mlm_loss_std: Optional[float] = None
+  relation_loss: Optional[float] = None
   latency_s: Optional[float] = None
   distill_s: Optional[float] = None
   total_s: Optional[float] = None

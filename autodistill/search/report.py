@@ -61,6 +61,8 @@ _DISPLAY: dict[str, tuple[str, float, str, float, str]] = {
     "mlm_accuracy": ("MLM accuracy (%)", 100.0, "MLM acc", 1.0, "{:.4f}"),
     "nsp_accuracy": ("NSP accuracy (%)", 100.0, "NSP acc", 1.0, "{:.4f}"),
     "mlm_loss": ("Held-out MLM loss (nats)", 1.0, "MLM loss", 1.0, "{:.4f}"),
+    "relation_loss": ("Held-out relation loss (SuperLM, nats)", 1.0, "relation", 1.0,
+                      "{:.4f}"),
     "latency_ms": ("Latency (ms, batch 1)", 1.0, "latency ms", 1.0, "{:.3f}"),
     "params": ("Parameters (M)", 1e-6, "params (M)", 1e-6, "{:.2f}"),
     "flops": ("FLOPs (G, batch 1)", 1e-9, "GFLOPs", 1e-9, "{:.3f}"),

@@ -168,3 +168,21 @@ def test_scanned_envelope_runs_each_student_as_the_unrolled_envelope_does(elasti
     for x, y in zip(got.hidden_states + got.attentions, want.hidden_states + want.attentions,
                     strict=True):
       np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-5)
+
+
+def test_masked_norm_under_vmap_over_many_masks_matches_each_mask():
+  # The SuperLM scores 16 subnets per call through jax.vmap; XLA's CPU fusion once returned
+  # wrong rows for masked sums written as sum(x * mask) at 16+ masks (jax 0.10.2).
+  from autodistill.models.layers import MaskedNorm
+  x = jnp.asarray(np.random.RandomState(0).randn(8, 32, 24), jnp.float32)
+  norm = MaskedNorm("layer_norm", "embed")
+  params = flax.linen.unbox(norm.init(jax.random.PRNGKey(0), x, jnp.ones(24), 1e-5))
+  widths = [16] * 4 + [24] * 4 + [16] * 8
+  masks = np.stack([(np.arange(24) < w).astype(np.float32) for w in widths])
+  batched = jax.jit(jax.vmap(lambda m: norm.apply(params, x, m, 1e-5)))(masks)
+  for i, w in enumerate(widths):
+    own = flax.linen.LayerNorm(epsilon=1e-5).apply(
+        {"params": {"scale": params["params"]["scale"][:w], "bias": params["params"]["bias"][:w]}},
+        x[..., :w])
+    np.testing.assert_allclose(batched[i][..., :w], own, atol=1e-5, err_msg=f"row {i}")
+    assert not np.any(np.asarray(batched[i][..., w:]))

@@ -6,34 +6,12 @@ REFERENCE_WORKDIR it then runs the same distillation uninterrupted from scratch 
 process (its programs are compiled already), and writes REFERENCE_WORKDIR/params.npz too.
 """
 
-import os
-import pathlib
-import signal
-import sys
-
 import jax
 import numpy as np
 
 from autodistill.distill import DistillConfig, distill
 
-from synthetic import tiny_data, tiny_student, tiny_teacher
-
-
-class KillingData:
-  """Forwards to a pipeline, and kills this process when batch number ``kill_at`` is fetched."""
-
-  def __init__(self, data, kill_at):
-    self._data, self._kill_at, self._fetched = data, kill_at, 0
-
-  def __getattr__(self, name):
-    return getattr(self._data, name)
-
-  def device_batches(self, mesh, data_axis="data"):
-    for batch in self._data.device_batches(mesh, data_axis):
-      if self._fetched == self._kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-      self._fetched += 1
-      yield batch
+from synthetic import KillingData, kill_worker_main, tiny_data, tiny_student, tiny_teacher
 
 
 def run(data_root, workdir, kill_at):
@@ -50,12 +28,5 @@ def run(data_root, workdir, kill_at):
   print("done", result.evals["pretraining_distillation"])
 
 
-def main():
-  data_root, workdir, kill_at = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
-  run(data_root, workdir, kill_at)
-  if len(sys.argv) > 4:
-    run(data_root, pathlib.Path(sys.argv[4]), -1)
-
-
 if __name__ == "__main__":
-  main()
+  kill_worker_main(run)

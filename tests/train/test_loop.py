@@ -1,11 +1,8 @@
 """The one trainer: freezing, sharding equivalence, accumulation, recompiles, failures, resume,
 and closing what a run opens on every way out."""
 
-import os
 import pathlib
 import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +16,7 @@ from autodistill.models import BertForPreTraining, StudentForPreTraining
 from autodistill.train import (IncompatibleWorkdirError, NonFiniteLossError, OptimizerConfig,
                                Phase, RunOptions, read_metrics, run_phases)
 
-from synthetic import tiny_data, tiny_student, tiny_teacher
+from synthetic import kill_then_resume, tiny_data, tiny_student, tiny_teacher
 
 HERE = pathlib.Path(__file__).parent
 
@@ -248,24 +245,10 @@ def test_resume_in_process_and_incompatible_workdir(tmp_path):
 
 
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
-  worker = HERE / "kill_worker.py"
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(HERE.parents[1]), str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-  workdir, reference = tmp_path / "killed", tmp_path / "reference"
-  # First run: the worker SIGKILLs itself when fetching the batch of global step 6 (mid-phase
-  # pre-training distillation; checkpoints every 2 steps, saved asynchronously).
-  first = subprocess.run([sys.executable, str(worker), str(tmp_path), str(workdir), "6"],
-                         env=env, capture_output=True, text=True, timeout=600)
-  assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
-  assert not (workdir / "result.json").exists()
-  # Second run: resumes the killed one, then (same process) runs the reference uninterrupted.
-  second = subprocess.run([sys.executable, str(worker), str(tmp_path), str(workdir), "-1",
-                           str(reference)], env=env, capture_output=True, text=True, timeout=600)
-  assert second.returncode == 0, second.stderr[-3000:]
-  resume_output, reference_output = second.stdout.split("done", 1)
-  assert "resumed from step" in resume_output and "resumed" not in reference_output
-  resumed, uninterrupted = np.load(workdir / "params.npz"), np.load(reference / "params.npz")
-  assert sorted(resumed.files) == sorted(uninterrupted.files)
+  # The worker SIGKILLs itself when fetching the batch of global step 6 (mid-phase pre-training
+  # distillation; checkpoints every 2 steps, saved asynchronously), then resumes.
+  resumed, uninterrupted, workdir = kill_then_resume(HERE / "kill_worker.py", tmp_path, 6,
+                                                     "result.json")
   for k in uninterrupted.files:
     np.testing.assert_array_equal(resumed[k], uninterrupted[k], err_msg=k)
   # The metrics history has no duplicated steps after the resume.
