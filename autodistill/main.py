@@ -55,6 +55,10 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "source", "", "export: a finished distillation directory (trials/<id>, final/<name> or "
     "distill/<name>, relative to --workdir or absolute).")
+flags.DEFINE_string(
+    "init", "", "distill: start from the student of this distillation directory (e.g. a subnet "
+    "`supernet` extracted: supernet/<space>/students/<name>) instead of growing --arch from the "
+    "teacher; the result goes to <init>/distill_<preset>.")
 flags.DEFINE_string("output", "", "export: where to write the Hugging Face checkpoint "
                     "(default: <source>/hf).")
 flags.DEFINE_string(
@@ -119,9 +123,9 @@ COMMANDS: dict[str, Command] = {
         "Distils --arch from the teacher with the recipe of config.distill (preset flash or "
         "regular, step counts, LAMB) into <workdir>/distill/<name> and exports it to Hugging Face "
         "format (autodistill.pipeline.distill_architecture).",
-        lambda settings, workdir, flag: pipeline.distill_architecture(settings, workdir,
-                                                                       flag["arch"]),
-        ("arch",)),
+        lambda settings, workdir, flag: pipeline.distill_architecture(
+            settings, workdir, flag["arch"], start_from=flag["init"]),
+        ("arch", "init")),
     "search": Command(
         "run or resume the multi-objective Vizier search",
         "Runs the AutoDistill loop (autodistill.pipeline.search_stage): the designer suggests a student, "

@@ -214,26 +214,37 @@ def _task_options(exp: Experiment, name: str) -> dict[str, Any]:
 
 
 def distill_architecture(config: Any, workdir: Any = None, arch: str = "", *,
-                         log: Log = print) -> Any:
+                         start_from: str = "", log: Log = print) -> Any:
   """Distils one architecture by ``config.distill`` (flash or regular) into
   ``<workdir>/distill/<name>`` and exports it to Hugging Face format in its ``hf/``.
 
   Fields the name does not give (e.g. ``num_blocks``) come from the space's fixed fields, so
   ``Model_128_32_4_128_4`` in the ``cpu_demo`` space has its 2 blocks and 64-wide embedding.
+  ``start_from`` (a distillation directory, e.g. a subnet the ``supernet`` command extracted)
+  distils that student from its weights instead, into ``<start_from>/distill_<preset>``.
 
   Returns:
     The :class:`~autodistill.distill.DistillResult`.
   """
   # pylint: disable=import-outside-toplevel
-  from autodistill.distill.distillation import distill
+  from autodistill.distill.distillation import distill, load_distilled
   from autodistill.export import try_export_student
-  if not arch:
-    raise ConfigError("no architecture: pass --arch=NAME, e.g. --arch=Model_128_32_4_128_4.")
   exp = _experiment(config, workdir, log).check()
-  student = exp.student(arch)
-  out = exp.workdir / "distill" / student.name
+  start = None
+  if start_from:
+    source = _in_workdir(exp.workdir, start_from)
+    student, start, _ = load_distilled(source)
+    if arch and exp.student(arch).name != student.name:
+      raise ConfigError(f"--arch={arch} is not the student of --init={start_from} "
+                        f"({student.name}); leave --arch out to distil that one.")
+    out = source / f"distill_{exp.settings.distill.preset}"
+  elif not arch:
+    raise ConfigError("no architecture: pass --arch=NAME, e.g. --arch=Model_128_32_4_128_4.")
+  else:
+    student = exp.student(arch)
+    out = exp.workdir / "distill" / student.name
   result = distill(student, exp.teacher, exp.train_data, exp.eval_data, out,
-                   exp.settings.distill, log=exp.log)
+                   exp.settings.distill, log=exp.log, start=start)
   exported, _ = try_export_student(student, result.params, out / "hf",
                                    tokenizer=exp.tokenizer_dir, log=exp.log)
   final = result.final

@@ -142,3 +142,10 @@ def test_custom_space_and_teacher(tmp_path, monkeypatch, minilm_dir):
   [row] = json.loads((workdir / "kdnas" / "recommend.json").read_text())
   assert f"budget {row['budget_ms']} ms: {row['name'] or 'no student within it'}" in text
   assert "multi-layer hidden-state distillation steps" in text
+
+  # The AutoDistil section: a SuperLM over 16 BERT-block subnets, all scored, the best extracted.
+  out = workdir / "autodistil" / "supernet" / "my_bert_subspace"
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["subnets"] == summary["feasible"] == 16
+  assert f"16 of 16 subnets scored; best {summary['best']['name']}" in text
+  assert (out / "students" / summary["best"]["name"] / "result.json").is_file()

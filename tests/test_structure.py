@@ -92,6 +92,7 @@ FLOORS = [
     {"autodistill.train"},
     {"autodistill.distill", "autodistill.finetune", "autodistill.export"},
     {"autodistill.search"},
+    {"autodistill.supernet"},
     {"autodistill.config"},
     {"autodistill.experiment"},
     {"autodistill.pipeline"},

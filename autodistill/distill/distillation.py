@@ -635,16 +635,26 @@ def _per_block_loss(stage_loss: Callable[..., Any], k: int, params: Params, batc
 
 
 def initial_params(student: StudentConfig, teacher_config: BertConfig, teacher_params: Params,
-                   config: DistillConfig, envelope: Optional[Envelope] = None) -> Params:
+                   config: DistillConfig, envelope: Optional[Envelope] = None,
+                   start: Optional[Params] = None) -> Params:
   """``{"student": ..., "projections": ...}`` initialised from the teacher (section 3.3.2).
 
   With ``envelope``, the same values sit in the envelope's parameters (zero elsewhere), and
-  the student's own parameters are :meth:`Envelope.extract` of them.
+  the student's own parameters are :meth:`Envelope.extract` of them. With ``start`` (the
+  student's own parameters, e.g. a subnet cut out of an AutoDistil SuperLM), the student starts
+  from those instead; the feature projections are initialised from the teacher as always.
   """
   rng = jax.random.PRNGKey(config.seed)
   student_params = hf.init_params(student, jax.random.fold_in(rng, 0))
   student_params, m_h = init_student_from_teacher(student, student_params, teacher_config,
                                                   teacher_params, config.embedding_init)
+  if start is not None:
+    expected = jax.tree.map(lambda x: tuple(x.shape), hf.abstract_params(student))
+    given = jax.tree.map(lambda x: tuple(np.shape(x)), dict(start))
+    if given != expected:
+      raise ValueError(f"the starting parameters do not fit {student.name}: pass the "
+                       "parameters of that very architecture (load_distilled of its directory).")
+    student_params = jax.device_get(start)
   projections = FeatureProjections(student.hidden_size, teacher_config.hidden_size,
                                    student.num_blocks)
   params = {"student": student_params,
@@ -723,7 +733,8 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
             mesh: Optional[jax.sharding.Mesh] = None,
             rules: Sequence = sharding.DEFAULT_LOGICAL_AXIS_RULES,
             log: Callable[[str], None] = print,
-            envelope: Optional[Envelope] = None) -> DistillResult:
+            envelope: Optional[Envelope] = None,
+            start: Optional[Params] = None) -> DistillResult:
   """Distils ``student`` from ``teacher`` by the paper's recipe; resumes from ``workdir``.
 
   Args:
@@ -745,6 +756,8 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
       programs (a search passes its space's envelope). The result is the same student, to float
       rounding, except that dropout draws its masks over the envelope's shape. None: the
       student's own shapes.
+    start: the student's starting parameters (say, a subnet extracted from a SuperLM) instead of
+      the teacher-grown initialisation (:func:`initial_params`).
 
   Returns:
     A :class:`DistillResult` with held-out MLM/NSP accuracy at step 0 (``"init"``), after
@@ -763,7 +776,7 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
   watch = Stopwatch()
   with watch("setup"):
     result = _run(student, teacher, train_data, eval_data, workdir, config, mesh, rules, log,
-                  watch, envelope)
+                  watch, envelope, start)
   with watch("checkpoint"):
     student_params = result.params["student"]
     if config.scans(_model_shape(student, envelope)[0].num_blocks):
@@ -783,7 +796,7 @@ def distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_da
 def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
          workdir: pathlib.Path, config: DistillConfig, mesh: Optional[jax.sharding.Mesh],
          rules: Sequence, log: Callable[[str], None], watch: Stopwatch,
-         envelope: Optional[Envelope]) -> RunResult:
+         envelope: Optional[Envelope], start: Optional[Params] = None) -> RunResult:
   """:func:`distill`'s set-up and training."""
   mesh = mesh or sharding.make_mesh(config.mesh_shape)
   plan = config.plan(student.num_blocks)
@@ -802,7 +815,7 @@ def _run(student: StudentConfig, teacher: Any, train_data: Any, eval_data: Any,
   teacher_sh = sharding.model_shardings(BertForPreTraining(teacher.config), mesh, rules)
   teacher_params = place(teacher.params, teacher_sh)
   shape, attention_shape = _model_shape(student, envelope)
-  params = initial_params(student, teacher.config, teacher.params, config, envelope)
+  params = initial_params(student, teacher.config, teacher.params, config, envelope, start)
   rep = sharding.replicated(mesh)
   param_sh = {"student": sharding.model_shardings(
                   StudentForPreTraining(shape, attention_shape=attention_shape,
