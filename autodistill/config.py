@@ -184,10 +184,10 @@ def _supernet_section(c: ml_collections.ConfigDict) -> None:
   """AutoDistil's SuperLM and its search without re-training (``autodistill supernet``)."""
   c.supernet = ml_collections.ConfigDict()
   c.supernet.steps = 300  # SuperLM training steps (LAMB, self-attention relation distillation).
-  c.supernet.sampling = "sandwich"  # subnets per step: sandwich (largest + smallest + random) | uniform.
+  c.supernet.sampling = "sandwich"  # sandwich (largest + smallest + random per step) | uniform.
   c.supernet.subnets_per_step = 3  # subnets drawn per step (sandwich: at least 2).
   c.supernet.relation_heads = 0  # MiniLM-v2 relation heads; 0 = the teacher's attention heads.
-  c.supernet.teacher_layer = 0  # teacher layer (1-based) every subnet's last block learns; 0 = last.
+  c.supernet.teacher_layer = 0  # teacher layer (1-based) the subnets' last blocks learn; 0 = last.
   c.supernet.learning_rate = 1e-3  # LAMB peak learning rate.
   c.supernet.warmup_steps = 30  # linear warm-up steps.
   c.supernet.eval_batches = 4  # held-out batches each subnet is scored on; 0 = the whole split.

@@ -374,3 +374,10 @@ def test_supernet_command_trains_searches_extracts_and_reruns_without_retraining
   best = f"supernet/{space.name}/students/{summary['best']['name']}"
   run("finetune", config, workdir, check=0, model=best, task="bbc_topic")
   assert list((workdir / "finetune").rglob("result.json"))
+  # Further distillation starts from the extracted weights.
+  further = run("distill", config, workdir, check=0, init=best)
+  assert (workdir / best / "distill_flash" / "result.json").is_file()
+  assert "distilled " + summary["best"]["name"] in further.stdout
+  other = next(t["name"] for t in trials if t["name"] != summary["best"]["name"])
+  one_line_error(run("distill", config, workdir, init=best, arch=other),
+                 "is not the student of --init")

@@ -3,15 +3,15 @@
 Step (4) of AutoDistil ("optimal compressed student search"): with the SuperLM trained, a subnet
 is judged by its task-agnostic objective *in the shared weights*, the held-out self-attention
 relation loss against the teacher (the training loss, measured on the held-out split without
-dropout), so no subnet is trained on its own. Constraints on parameters, FLOPs and measured
-latency prune subnets before they are scored; the "Agnostic" pick is the feasible subnet with the
-lowest relation loss, and the Pareto front trades the loss against the cost (latency, FLOPs or
-parameters).
+dropout), so no subnet is trained on its own. Every subnet is scored (20 s for 256 on a 2-core
+CPU) and kept in ``scores.json``; constraints on parameters, FLOPs and measured latency then mark
+subnets infeasible, so changing them re-reports without scoring again. The "Agnostic" pick is the
+feasible subnet with the lowest relation loss, and the Pareto front trades the loss against the
+cost (latency, FLOPs or parameters).
 
 Outputs, beside the SuperLM (``<workdir>/supernet/<space>/``), in the AutoDistill search's form:
 ``trials.csv`` / ``trials.json`` (one row per subnet, ``relation_loss`` beside the usual
-columns), ``pareto_front.json``, ``pareto.png`` and ``summary.json``; ``scores.json`` keeps the
-scores, so a second run re-reports (with other constraints, say) without scoring again.
+columns), ``pareto_front.json``, ``pareto_front.png`` and ``summary.json``.
 :func:`extract_subnet` cuts a subnet out as a standalone student in a distillation directory,
 which ``autodistill export``, ``finetune --model=DIR`` and further distillation read unchanged.
 """
@@ -51,7 +51,7 @@ COSTS = ("flops", "params", "latency_ms")
 
 @dataclasses.dataclass(frozen=True)
 class SubnetConstraints:
-  """Limits a subnet must meet before it is scored; 0 means no limit."""
+  """Limits a subnet must meet to be feasible (on the front, extractable); 0 means no limit."""
 
   max_params: float = 0
   max_gflops: float = 0

@@ -53,6 +53,7 @@ import numpy as np
 from autodistill.distill import losses
 from autodistill.models.configs import BertConfig, StudentConfig
 from autodistill.models.elastic import Envelope
+from autodistill.models.params import analytic_param_count
 from autodistill.models.student import StudentEncoder
 from autodistill.models.teacher import BertEncoder
 from autodistill.progress import progress_bar
@@ -153,8 +154,6 @@ class SubnetTable:
       ValueError: the students cannot share an envelope (say, they differ in normalisation), or
         a subnet's attention width is narrower than ``relation_heads``.
     """
-    # pylint: disable-next=import-outside-toplevel
-    from autodistill.models.params import analytic_param_count
     students = tuple(students)
     envelope = envelope or Envelope.of(students)
     archs, assignments, widths = [], [], []
@@ -301,8 +300,9 @@ def held_out_scores(loss: Any, params: Params, teacher_params: Params, table: Su
   padded = np.concatenate([indices, np.repeat(indices[-1:], -len(indices) % CHUNK)])
   groups = [table.rows(padded[i:i + CHUNK]) for i in range(0, len(padded), CHUNK)]
   eval_data.reset()
-  batches = eval_data.device_batches(mesh)
-  batches = list(itertools.islice(batches, max_batches) if max_batches else batches)
+  stream = eval_data.device_batches(mesh)
+  batches = list(itertools.islice(stream, max_batches) if max_batches else stream)
+  stream.close()  # stops the pipeline's prefetch thread now, not at garbage collection
   totals = np.zeros(len(padded))
   steps = [(b, g) for b in range(len(batches)) for g in range(len(groups))]
   bar = progress_bar(total=len(steps), desc="scoring subnets", unit="call", enabled=progress)

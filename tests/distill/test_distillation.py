@@ -517,3 +517,17 @@ def test_held_out_batches_are_built_once_and_give_the_same_accuracy(tmp_path, mo
   streamed = evaluation.make_pretraining_evaluator(apply_fn, big, mesh)
   assert streamed(params) == first == streamed(params)
   assert evaluation._DEVICE_BATCHES[big][(mesh, "data")] is None
+
+
+def test_initial_params_start_from_given_student_weights():
+  from autodistill.distill.distillation import initial_params
+  from autodistill.models import hf
+  student, teacher = tiny_student(), tiny_teacher()
+  start = hf.init_params(student, jax.random.PRNGKey(5))
+  params = initial_params(student, teacher.config, teacher.params, DistillConfig(), start=start)
+  for a, b in zip(jax.tree.leaves(params["student"]), jax.tree.leaves(start)):
+    np.testing.assert_array_equal(a, b)
+  assert params["projections"]  # still grown from the teacher
+  with pytest.raises(ValueError, match="do not fit"):
+    initial_params(student.replace(hidden_size=32), teacher.config, teacher.params,
+                   DistillConfig(), start=start)
