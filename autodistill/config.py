@@ -196,6 +196,11 @@ def _supernet_section(c: ml_collections.ConfigDict) -> None:
   c.supernet.max_gflops = 0.0  # prune subnets above this many GFLOPs (latency forward); 0 = none.
   c.supernet.max_latency_ms = 0.0  # prune subnets slower than this (measured latency); 0 = none.
   c.supernet.extract = 1  # subnets extracted as students, lowest relation loss first.
+  # AutoDistil's "Proxy" pick: a task of finetune.tasks' kind ("" = off; the paper: glue/mnli);
+  # the proxy_candidates best subnets are fine-tuned on it for proxy_steps, the best dev wins.
+  c.supernet.proxy_task = ""
+  c.supernet.proxy_candidates = 4  # subnets (lowest relation loss first) the proxy task ranks.
+  c.supernet.proxy_steps = 100  # fine-tuning steps of each proxy run (one learning rate).
   c.supernet.seed = 0  # initialisation and subnet-sampling seed.
 
 
@@ -294,6 +299,9 @@ class SupernetSettings:
   cost: str = "flops"
   constraints: SubnetConstraints = SubnetConstraints()
   extract: int = 1
+  proxy_task: str = ""
+  proxy_candidates: int = 4
+  proxy_steps: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -502,6 +510,8 @@ def _supernet(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> Superne
     _check("supernet", field, n[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   for field in ("relation_heads", "teacher_layer", "warmup_steps", "eval_batches", "extract"):
     _check("supernet", field, n[field], _count, "a whole number >= 0")
+  for field in ("proxy_candidates", "proxy_steps"):
+    _check("supernet", field, n[field], lambda v: _count(v) and v > 0, "a whole number > 0")
   _in("supernet", "sampling", n.sampling, SAMPLINGS)
   if n.sampling == "sandwich" and n.subnets_per_step < 2:
     raise ConfigError("config.supernet.subnets_per_step must be at least 2 with the sandwich "
@@ -517,6 +527,8 @@ def _supernet(c: ml_collections.ConfigDict, runtime: RuntimeSettings) -> Superne
       warmup_steps=n.warmup_steps, seed=n.seed, eval_batches=n.eval_batches,
       progress=runtime.progress, mesh_shape=runtime.mesh_shape)
   return SupernetSettings(recipe=recipe, cost=n.cost, extract=n.extract,
+                          proxy_task=n.proxy_task, proxy_candidates=n.proxy_candidates,
+                          proxy_steps=n.proxy_steps,
                           constraints=SubnetConstraints(max_params=n.max_params,
                                                         max_gflops=float(n.max_gflops),
                                                         max_latency_ms=float(n.max_latency_ms)))

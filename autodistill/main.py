@@ -185,7 +185,9 @@ COMMANDS: dict[str, Command] = {
         "the shared weights on held-out data, prunes by config.supernet.max_* and writes "
         "trials.csv/json, pareto_front.json/png and summary.json in "
         "<workdir>/supernet/<space>; extracts the best config.supernet.extract subnets as "
-        "students in its students/<name> (autodistill.pipeline.supernet_stage). Use it with "
+        "students in its students/<name>; with config.supernet.proxy_task, ranks the best few "
+        "by a short fine-tune on that task (AutoDistil's Proxy pick) "
+        "(autodistill.pipeline.supernet_stage). Use it with "
         "experiments/autodistil_subspaces.py:tiny|small|base|cpu.",
         lambda settings, workdir, _: pipeline.supernet_stage(settings, workdir)),
     "summary": Command(

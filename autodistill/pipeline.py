@@ -261,7 +261,9 @@ def supernet_stage(config: Any, workdir: Any = None, *, log: Log = print) -> dic
   trained one), scores every subnet in the shared weights, writes the search's tables, front,
   plot and summary in ``<workdir>/supernet/<space>/``, and extracts the ``supernet.extract``
   best subnets as students in its ``students/<name>/`` (Orbax, and Hugging Face where
-  transformers can express them). Resumes a killed training; re-reports without retraining.
+  transformers can express them). With ``supernet.proxy_task``, the best few subnets are also
+  fine-tuned briefly on that task and the best on its dev split named (AutoDistil's "Proxy"
+  pick, ``summary["proxy"]``). Resumes a killed training; re-reports without retraining.
 
   Returns:
     The search summary (also ``summary.json``).
@@ -291,11 +293,21 @@ def supernet_stage(config: Any, workdir: Any = None, *, log: Log = print) -> dic
                   progress=s.runtime.progress, max_other_load=s.latency.max_other_load)
   records = sn.subnet_records(s.space, students, scores, s.latency, exp.latency_cache,
                               n.constraints)
+  proxy = None
+  if n.proxy_task:
+    from autodistill.finetune.tasks import get_task
+    recipe = dataclasses.replace(s.finetune.recipe, num_steps=n.proxy_steps,
+                                 learning_rates=s.finetune.recipe.learning_rates[:1])
+    proxy = sn.proxy_select(superlm, records, get_task(n.proxy_task, **_task_options(
+        exp, n.proxy_task)), recipe, exp.tokenizer, directory, n.proxy_candidates, log=exp.log)
+    exp.log(f"supernet: proxy pick on {proxy['task']}: {proxy['best']} (dev {proxy['metric']} "
+            + ", ".join(f"{v:.4f}" for v in proxy["scores"].values()) + ")")
   summary = sn.write_search(
       records, directory, n.cost, title=f"SuperLM of {s.space.name}: {len(records)} subnets",
       extra={"space": s.space.name, "seconds": {
-          "superlm": round(trained - started, 1), "scoring": round(scored - trained, 1)},
-          "superlm_training_seconds": superlm.summary["seconds"]})
+          "superlm": round(trained - started, 1), "scoring": round(scored - trained, 1),
+          "proxy": round(time.time() - scored, 1)},
+          "superlm_training_seconds": superlm.summary["seconds"], "proxy": proxy})
   exp.log(summary_table(records, sn.objectives_for(n.cost)))
   ranked = sorted((r for r in records if r.feasible), key=lambda r: r.relation_loss)
   by_name = {student.name: student for student in students}

@@ -352,7 +352,9 @@ def test_supernet_command_trains_searches_extracts_and_reruns_without_retraining
   space = tiny_supernet_space()
   config = make_config(root, **{"supernet.steps": 4, "supernet.relation_heads": 2,
                                 "supernet.warmup_steps": 1, "supernet.eval_batches": 1,
-                                "supernet.max_params": 25_000, "supernet.extract": 2})
+                                "supernet.max_params": 25_000, "supernet.extract": 2,
+                                "supernet.proxy_task": "bbc_topic",
+                                "supernet.proxy_candidates": 2, "supernet.proxy_steps": 2})
   config.space.definition = space.to_dict()
   workdir = tmp_path / "work"
   first = run("supernet", config, workdir, check=0)
@@ -365,6 +367,10 @@ def test_supernet_command_trains_searches_extracts_and_reruns_without_retraining
   assert (out / "pareto_front.png").is_file() and (out / "superlm.json").is_file()
   students = sorted(p.parent.name for p in (out / "students").glob("*/result.json"))
   assert len(students) == 2 and summary["best"]["name"] in students
+  # AutoDistil's Proxy pick: the two best subnets fine-tuned briefly on the proxy task.
+  proxy = summary["proxy"]
+  assert proxy["task"] == "bbc_topic" and sorted(proxy["scores"]) == students
+  assert proxy["best"] == max(proxy["scores"], key=proxy["scores"].get)
   assert "SuperLM trained" in first.stdout
   # Again: nothing is trained or scored a second time.
   second = run("supernet", config, workdir, check=0)

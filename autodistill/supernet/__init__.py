@@ -4,8 +4,8 @@ project's trainer, :mod:`.search` scores every subnet in the shared weights and 
 chosen one as a standalone student."""
 
 from autodistill.supernet.search import (RELATION_LOSS, SubnetConstraints, best_subnet,
-                                         extract_subnet, objectives_for, score_subnets,
-                                         subnet_records, write_search)
+                                         extract_subnet, objectives_for, proxy_select,
+                                         score_subnets, subnet_records, write_search)
 from autodistill.supernet.superlm import (SAMPLINGS, SubnetTable, SuperLMConfig, SuperLMLoss,
                                           held_out_scores)
 from autodistill.supernet.training import (IncompatibleSuperLMError, SuperLM, load_superlm,
@@ -14,6 +14,7 @@ from autodistill.supernet.training import (IncompatibleSuperLMError, SuperLM, lo
 __all__ = [
     "IncompatibleSuperLMError", "RELATION_LOSS", "SAMPLINGS", "SubnetConstraints", "SubnetTable",
     "SuperLM", "SuperLMConfig", "SuperLMLoss", "best_subnet", "extract_subnet",
-    "held_out_scores", "load_superlm", "objectives_for", "score_subnets", "subnet_records",
+    "held_out_scores", "load_superlm", "objectives_for", "proxy_select", "score_subnets",
+    "subnet_records",
     "train_superlm", "write_search",
 ]

@@ -178,3 +178,39 @@ def extract_subnet(superlm: SuperLM, student: StudentConfig, target: str | os.Pa
       "source": "supernet", "superlm": str(superlm.directory),
       "evals": {"superlm": {} if relation_loss is None else {"relation_loss": relation_loss}}})
   return target
+
+
+def proxy_select(superlm: SuperLM, records: Sequence[TrialRecord], task: Any, recipe: Any,
+                 tokenizer: Any, directory: pathlib.Path, candidates: int,
+                 log: Log = print) -> dict[str, Any]:
+  """AutoDistil's "Proxy" selection: the ``candidates`` feasible subnets with the lowest
+  relation loss are extracted and fine-tuned briefly on a proxy task (the paper: MNLI), and the
+  best on its dev split wins (the "Agnostic" pick is the relation loss's own best).
+
+  Args:
+    task: a :class:`~autodistill.finetune.Task`.
+    recipe: the :class:`~autodistill.finetune.FinetuneConfig` of the short fine-tune.
+    directory: the SuperLM directory; students go to ``students/<name>``, fine-tunings to
+      ``proxy/<name>/<task>`` (finished ones are read back).
+
+  Returns:
+    ``{"task", "scores": {name: dev score}, "metric", "best"}``.
+  """
+  # pylint: disable-next=import-outside-toplevel
+  from autodistill.finetune.finetuning import finetune_many, load_backbone
+  ranked = sorted((r for r in records if r.feasible and r.relation_loss is not None),
+                  key=lambda r: (r.relation_loss, r.trial_id))[:candidates]
+  by_name = {s.name: s for s in superlm.table.students}
+  backbones = []
+  for record in ranked:
+    target = directory / "students" / record.name
+    if not (target / "result.json").is_file():
+      extract_subnet(superlm, by_name[record.name], target, relation_loss=record.relation_loss)
+    backbones.append(load_backbone(target))
+  log(f"supernet: proxy selection: {len(backbones)} subnets fine-tuned on {task.name}")
+  results = finetune_many(backbones, [task], directory / "proxy", tokenizer, recipe, log=log)
+  scores = {r.model: float(r.dev[r.metric]) for r in results}
+  relation = {r.name: r.relation_loss for r in ranked}
+  best = max(scores, key=lambda name: (scores[name], -relation[name])) if scores else None
+  return {"task": task.name, "metric": results[0].metric if results else "", "scores": scores,
+          "best": best}
