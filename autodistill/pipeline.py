@@ -274,8 +274,12 @@ def supernet_stage(config: Any, workdir: Any = None, *, log: Log = print) -> dic
   from autodistill.hardware.sweep import measure_space
   from autodistill.search.report import summary_table
   from autodistill import supernet as sn
+  from autodistill.finetune.tasks import TASKS, get_task
   exp = _experiment(config, workdir, log).check()
   s, n = exp.settings, exp.settings.supernet
+  if n.proxy_task and n.proxy_task not in TASKS:
+    raise ConfigError(f"config.supernet.proxy_task={n.proxy_task!r} is not a task; choose one of "
+                      f"{', '.join(sorted(TASKS))} (or '' for no Proxy pick).")
   directory = exp.workdir / "supernet" / s.space.name
   started = time.time()
   superlm = sn.train_superlm(s.space, exp.teacher, exp.train_data, exp.eval_data, directory,
@@ -295,7 +299,6 @@ def supernet_stage(config: Any, workdir: Any = None, *, log: Log = print) -> dic
                               n.constraints)
   proxy = None
   if n.proxy_task:
-    from autodistill.finetune.tasks import get_task
     recipe = dataclasses.replace(s.finetune.recipe, num_steps=n.proxy_steps,
                                  learning_rates=s.finetune.recipe.learning_rates[:1])
     proxy = sn.proxy_select(superlm, records, get_task(n.proxy_task, **_task_options(

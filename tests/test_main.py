@@ -357,6 +357,15 @@ def test_supernet_command_trains_searches_extracts_and_reruns_without_retraining
                                 "supernet.proxy_candidates": 2, "supernet.proxy_steps": 2})
   config.space.definition = space.to_dict()
   workdir = tmp_path / "work"
+  # Bad input first: one line each, nothing trained.
+  bad = config.copy_and_resolve_references()
+  bad.supernet.proxy_task = "mnli"
+  one_line_error(run("supernet", bad, workdir), "supernet.proxy_task='mnli'", "glue/mnli")
+  bad = config.copy_and_resolve_references()
+  bad.supernet.relation_heads = 99
+  one_line_error(run("supernet", bad, workdir), "cannot share one SuperLM",
+                 "supernet.relation_heads")
+  assert not (workdir / "supernet" / space.name / "superlm.json").exists()
   first = run("supernet", config, workdir, check=0)
   out = workdir / "supernet" / space.name
   summary = json.loads((out / "summary.json").read_text())

@@ -8,13 +8,12 @@ from autodistill.supernet.search import (RELATION_LOSS, SubnetConstraints, best_
                                          score_subnets, subnet_records, write_search)
 from autodistill.supernet.superlm import (SAMPLINGS, SubnetTable, SuperLMConfig, SuperLMLoss,
                                           held_out_scores)
-from autodistill.supernet.training import (IncompatibleSuperLMError, SuperLM, load_superlm,
-                                           train_superlm)
+from autodistill.supernet.training import (IncompatibleSuperLMError, SuperLM,
+                                           SuperLMSetupError, load_superlm, train_superlm)
 
 __all__ = [
     "IncompatibleSuperLMError", "RELATION_LOSS", "SAMPLINGS", "SubnetConstraints", "SubnetTable",
-    "SuperLM", "SuperLMConfig", "SuperLMLoss", "best_subnet", "extract_subnet",
-    "held_out_scores", "load_superlm", "objectives_for", "proxy_select", "score_subnets",
-    "subnet_records",
-    "train_superlm", "write_search",
+    "SuperLM", "SuperLMConfig", "SuperLMLoss", "SuperLMSetupError", "best_subnet",
+    "extract_subnet", "held_out_scores", "load_superlm", "objectives_for", "proxy_select",
+    "score_subnets", "subnet_records", "train_superlm", "write_search",
 ]

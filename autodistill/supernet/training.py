@@ -47,6 +47,10 @@ class IncompatibleSuperLMError(UserError, ValueError):
   """The SuperLM directory holds a SuperLM of another space, teacher or recipe."""
 
 
+class SuperLMSetupError(UserError, ValueError):
+  """The space's subnets cannot share one SuperLM, or the recipe does not fit them."""
+
+
 @dataclasses.dataclass
 class SuperLM:
   """A trained SuperLM.
@@ -119,7 +123,14 @@ def train_superlm(space: Space, teacher: Any, train_data: Any, eval_data: Any,
     log(f"supernet: the SuperLM of {space.name} is trained ({directory}); training skipped")
     return done
   relation_heads = config.relation_heads_for(teacher.config)
-  table = SubnetTable.build(_subnets(space, teacher), relation_heads)
+  try:
+    table = SubnetTable.build(_subnets(space, teacher), relation_heads)
+  except ValueError as error:
+    raise SuperLMSetupError(
+        f"the subnets of space {space.name!r} cannot share one SuperLM: {error} Set "
+        "--config.supernet.relation_heads to at most the narrowest subnet's attention width, or "
+        "use a space whose students differ only in their searched factors "
+        "(experiments/autodistil_subspaces.py).") from None
   env = table.envelope
   layer = config.teacher_layer_for(teacher.config)
   log(f"supernet: training the SuperLM of {space.name} ({len(table)} subnets; envelope "
