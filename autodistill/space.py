@@ -33,6 +33,9 @@ Presets (:data:`SPACES`):
   64-160) for the SuperLM on a 2-core machine (:mod:`autodistill.supernet`).
 * ``cpu_demo``: a 2-block space that flash-distils in about a minute per student on a 2-core CPU,
   48 points around a MobileBERT-proportioned baseline (``Model_128_32_4_128_4``).
+* ``cpu_wide``: ``cpu_demo`` widened with depth (1-3 blocks) and a single FFN (216 points, all
+  valid, the same baseline), the space of the search-efficiency table (paper Figure 3 in kind,
+  ``bench/search_efficiency.py``).
 """
 
 from __future__ import annotations
@@ -327,6 +330,16 @@ SPACES: dict[str, Space] = {
         baseline={"hidden_size": 128, "bottleneck_size": 32, "num_heads": 4,
                   "intermediate_size": 128, "num_ffn": 4},
         description="2-block students for a 2-core CPU; baseline has MobileBERT's proportions"),
+    "cpu_wide": Space(
+        name="cpu_wide",
+        factors={"num_blocks": (1, 2, 3), "hidden_size": (64, 128), "bottleneck_size": (32, 64),
+                 "num_heads": (2, 4), "intermediate_size": (64, 128, 256),
+                 "num_ffn": (1, 2, 4)},
+        fixed={"embedding_size": 64},
+        baseline={"num_blocks": 2, "hidden_size": 128, "bottleneck_size": 32, "num_heads": 4,
+                  "intermediate_size": 128, "num_ffn": 4},
+        description="cpu_demo widened with depth (1-3 blocks) and one FFN: 216 students, for "
+                    "search-efficiency tables"),
 }
 
 

@@ -1,4 +1,12 @@
-"""Replays the designers against a measured table (see bench/search_efficiency.py)."""
+"""Replays the designers against a measured table (see bench/search_efficiency.py).
+
+The replay itself is :func:`autodistill.search.table.replay`. This script runs it for several
+designers, seeds and objective sets, appends every finished run to a JSON-lines file (resumable,
+shareable by several processes), and aggregates the runs: per designer and objective set the
+mean and median iterations to the first and third distinct student that dominates the baseline
+(latency ties within noise), the hypervolume after N iterations on the report objectives, and the
+suggestion time against the number of completed trials.
+"""
 
 from __future__ import annotations
 
@@ -6,77 +14,55 @@ import argparse
 import json
 import pathlib
 import statistics
-import time
-from typing import Any, Optional
+from typing import Any
+
+RUN_FORMAT = 2  # runs of earlier formats (raw-median dominance, one hypervolume) are not reused
 
 
-def load_table(path: pathlib.Path) -> dict[str, dict[str, Any]]:
-  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return {row["name"]: row for row in rows}
-
-
-def replay(designer: str, seed: int, space, table, objectives, max_iterations: int,
-           hv_after: int, reference) -> dict[str, Any]:
-  from vizier import pyvizier as vz
-
-  from autodistill.search import designers, pareto
-  from autodistill.search import problem as problem_lib
-
-  problem = problem_lib.problem_statement(space, [o.name for o in objectives])
-  baseline = table[space.baseline_config().name]
-  base_vec = [baseline[o.name] for o in objectives]
-  completed: list[vz.Trial] = []
-  rows: list[Optional[list[float]]] = []
-  keys: list[str] = []
-  suggest_s: list[float] = []
-  for iteration in range(1, max_iterations + 1):
-    start = time.perf_counter()
-    suggestion = designers.suggest(designer, problem, completed, [], seed=seed, count=1)[0]
-    suggest_s.append(time.perf_counter() - start)
-    point = problem_lib.point_of(space, suggestion.parameters.as_dict())
-    name = space.config(point).name
-    row = table[name]
-    trial = suggestion.to_trial(iteration)
-    if row["status"] == "completed":
-      vector = [row[o.name] for o in objectives]
-      trial.complete(vz.Measurement(metrics=dict(zip([o.name for o in objectives], vector))))
-      rows.append(vector)
-    else:
-      trial.complete(vz.Measurement(), infeasibility_reason=row.get("reason") or "infeasible")
-      rows.append(None)
-    completed.append(trial)
-    keys.append(name)
-    found3 = pareto.first_dominating_iteration(rows, base_vec, objectives, k=3, keys=keys)
-    if found3 is not None and iteration >= hv_after:
-      break
-
-  def distinct_until(iteration: Optional[int]) -> Optional[int]:
-    return None if iteration is None else len(set(keys[:iteration]))
-
-  first1 = pareto.first_dominating_iteration(rows, base_vec, objectives, k=1, keys=keys)
-  first3 = pareto.first_dominating_iteration(rows, base_vec, objectives, k=3, keys=keys)
-  hv_points = [r for r in rows[:hv_after] if r is not None]
-  return {
-      "designer": designer, "seed": seed, "iterations": len(rows),
-      "first_dominating": first1, "third_dominating": first3,
-      "first_dominating_distinct": distinct_until(first1),
-      "third_dominating_distinct": distinct_until(first3),
-      "hypervolume": pareto.hypervolume(hv_points, reference, objectives),
-      "suggest_s": [round(s, 4) for s in suggest_s],
-  }
-
-
-def _mean(values, cap):
-  """Mean with runs that never found it counted as ``cap`` + 1 (a lower bound), and how many."""
+def _stats(values: list, cap: int) -> dict[str, Any]:
+  """Mean and median with runs that never found it counted as ``cap`` + 1 (a lower bound)."""
   found = [v for v in values if v is not None]
   capped = [v if v is not None else cap + 1 for v in values]
-  return {"mean": round(statistics.mean(capped), 2), "found_in": f"{len(found)}/{len(values)}",
-          "values": values}
+  return {"mean": round(statistics.mean(capped), 2), "median": statistics.median(capped),
+          "found_in": f"{len(found)}/{len(values)}", "values": values}
+
+
+def _key(run: dict) -> tuple:
+  return run["designer"], run["seed"], ",".join(run["objectives"])
+
+
+def aggregate(runs: list[dict], max_iterations: int) -> dict[str, Any]:
+  """Per (objectives, designer): iterations to the first/third dominating student, hypervolume
+  after each N, suggestion time by completed trials."""
+  out: dict[str, Any] = {}
+  for objectives in dict.fromkeys(",".join(r["objectives"]) for r in runs):
+    per_designer = {}
+    for designer in dict.fromkeys(r["designer"] for r in runs):
+      mine = [r for r in runs if r["designer"] == designer and ",".join(r["objectives"]) ==
+              objectives]
+      if not mine:
+        continue
+      by_count = {}
+      for n in (1, 2, 4, 8, 16, 32, 48, 64, 128, 256):
+        at = [r["suggest_s"][n - 1] for r in mine if len(r["suggest_s"]) >= n]
+        if at:
+          by_count[n - 1] = round(statistics.mean(at), 4)
+      hv = {n: round(statistics.mean(r["hypervolume"][n] for r in mine), 6)
+            for n in mine[0]["hypervolume"]}
+      per_designer[designer] = {
+          "seeds": len(mine),
+          "first_dominating": _stats([r["first_dominating"] for r in mine], max_iterations),
+          "third_dominating": _stats([r["third_dominating"] for r in mine], max_iterations),
+          "hypervolume_mean": hv,
+          "hypervolume_values": {n: [r["hypervolume"][n] for r in mine] for n in hv},
+          "suggest_s_by_completed_trials": by_count}
+    out[objectives] = per_designer
+  return out
 
 
 def main(table_path: pathlib.Path, argv) -> None:
-  from autodistill.search import pareto
-  from autodistill.search import problem as problem_lib
+  # pylint: disable=import-outside-toplevel
+  from autodistill.search import table as table_lib
   from autodistill.search.designers import DESIGNERS
   from autodistill.space import get_space
 
@@ -84,11 +70,13 @@ def main(table_path: pathlib.Path, argv) -> None:
   parser.add_argument("--designers", default=",".join(DESIGNERS))
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--max-iterations", type=int, default=48)
-  parser.add_argument("--hv-after", type=int, default=16,
-                      help="hypervolume of the feasible trials among the first N")
+  parser.add_argument("--hv-after", default="16",
+                      help="hypervolume of the feasible trials among the first N, per N (comma)")
   parser.add_argument("--space", default="cpu_demo")
   parser.add_argument("--objectives", default="mlm_loss,latency_ms",
-                      help="the search's objectives (the CPU default config's pair)")
+                      help="the search's objectives; several sets separated by ';' (Fig. 4)")
+  parser.add_argument("--report-objectives", default="",
+                      help="the objectives runs are scored on (default: the first set)")
   parser.add_argument("--runs", default="", help="JSON-lines file of finished runs (resumable)")
   parser.add_argument("--report-only", action="store_true",
                       help="aggregate the runs file without replaying")
@@ -97,84 +85,72 @@ def main(table_path: pathlib.Path, argv) -> None:
   args = parser.parse_args(argv)
 
   space = get_space(args.space)
-  table = load_table(table_path)
-  missing = [c.name for c in space.architectures() if c.name not in table]
-  if missing:
-    raise SystemExit(f"the table lacks {len(missing)} of {space.num_valid} architectures "
-                     f"(e.g. {missing[:3]}); finish it with --build-table.")
-  objectives = problem_lib.get_objectives(args.objectives.split(","))
-  feasible = [r for r in table.values() if r["status"] == "completed"]
-  # Hypervolume reference: the worst value of each objective in the table.
-  reference = [(min if o.goal == "maximize" else max)(r[o.name] for r in feasible)
-               for o in objectives]
-  baseline = table[space.baseline_config().name]
-  dominating = [r["name"] for r in feasible
-                if pareto.dominates([r[o.name] for o in objectives],
-                                    [baseline[o.name] for o in objectives], objectives)]
-  # Runs are appended to a JSON-lines file as they finish: several processes can share the work
-  # (e.g. one per designer) and a killed replay resumes; the report aggregates the file.
+  try:
+    table = table_lib.space_table(table_lib.read_table(table_path), space)
+  except ValueError as error:
+    raise SystemExit(f"{table_path}: {error} (--build-table)") from None
+  objective_sets = [s.split(",") for s in args.objectives.split(";")]
+  report_objectives = (args.report_objectives.split(",") if args.report_objectives
+                       else objective_sets[0])
+  hv_after = [int(n) for n in args.hv_after.split(",")]
+  reference = table_lib.hypervolume_reference(table, report_objectives)
   runs_path = pathlib.Path(args.runs) if args.runs else None
   runs = []
   if runs_path and runs_path.exists():
     runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
-  wanted = [(d, seed) for d in args.designers.split(",") for seed in range(args.seeds)]
+    runs = [r for r in runs if r.get("format") == RUN_FORMAT
+            and r.get("report_objectives") == report_objectives]
+  wanted = [(d, seed, ",".join(o)) for o in objective_sets for d in args.designers.split(",")
+            for seed in range(args.seeds)]
+  have = {_key(r) for r in runs}
   if not args.report_only:
-    for designer, seed in wanted:
-      if any(r["designer"] == designer and r["seed"] == seed for r in runs):
+    for designer, seed, objectives in wanted:
+      if (designer, seed, objectives) in have:
         continue
-      run = replay(designer, seed, space, table, objectives, args.max_iterations, args.hv_after,
-                   reference)
-      print(json.dumps({k: v for k, v in run.items() if k != "suggest_s"}), flush=True)
+      run = table_lib.replay(designer, seed, space, table, objectives.split(","),
+                             max_iterations=args.max_iterations, hv_after=hv_after,
+                             report_objectives=report_objectives, reference=reference)
+      run.update(format=RUN_FORMAT, report_objectives=report_objectives, space=space.name)
+      run["hypervolume"] = {str(n): v for n, v in run["hypervolume"].items()}
+      print(json.dumps({k: v for k, v in run.items() if k not in ("suggest_s", "names")}),
+            flush=True)
       runs.append(run)
       if runs_path:
         with runs_path.open("a") as f:
           f.write(json.dumps(run) + "\n")
-  runs = [r for r in runs if (r["designer"], r["seed"]) in wanted]
+  runs = [r for r in runs if _key(r) in set(wanted)]
+  dominating = table_lib.dominating_baseline(table, report_objectives)
   report: dict[str, Any] = {
-      "space": space.name, "objectives": [o.name for o in objectives],
-      "architectures": len(table), "baseline": baseline["name"],
+      "space": space.name, "report_objectives": report_objectives,
+      "objective_sets": [",".join(o) for o in objective_sets],
+      "students": len(table), "baseline": space.baseline_config().name,
       "dominating_baseline_in_table": len(dominating),
-      "hypervolume_reference": reference, "hv_after": args.hv_after,
-      "max_iterations": args.max_iterations, "designers": {}}
-  for designer in args.designers.split(","):
-    mine = [r for r in runs if r["designer"] == designer]
-    times = [r["suggest_s"] for r in mine]
-    by_count = {}
-    for n in (1, 2, 4, 8, 16, 32, 48, 64):
-      at = [t[n - 1] for t in times if len(t) >= n]
-      if at:
-        by_count[n - 1] = round(statistics.mean(at), 4)
-    report["designers"][designer] = {
-        "first_dominating": _mean([r["first_dominating"] for r in mine], args.max_iterations),
-        "third_dominating": _mean([r["third_dominating"] for r in mine], args.max_iterations),
-        "first_dominating_distinct": _mean([r["first_dominating_distinct"] for r in mine],
-                                           args.max_iterations),
-        "third_dominating_distinct": _mean([r["third_dominating_distinct"] for r in mine],
-                                           args.max_iterations),
-        "hypervolume_mean": round(statistics.mean(r["hypervolume"] for r in mine), 6),
-        "suggest_s_by_completed_trials": by_count,
-    }
-  ds = report["designers"]
-  if "gp_bandit" in ds and "random" in ds:
-    report["gp_vs_random_first"] = round(ds["gp_bandit"]["first_dominating"]["mean"]
-                                         / ds["random"]["first_dominating"]["mean"], 3)
-    report["gp_vs_random_third"] = round(ds["gp_bandit"]["third_dominating"]["mean"]
-                                         / ds["random"]["third_dominating"]["mean"], 3)
+      "dominating_share": round(len(dominating) / len(table), 4),
+      "hypervolume_reference": reference, "hv_after": hv_after,
+      "max_iterations": args.max_iterations,
+      "by_objectives": aggregate(runs, args.max_iterations)}
+  main_set = report["by_objectives"].get(",".join(objective_sets[0]), {})
+  if "gp_bandit" in main_set and "random" in main_set:
+    for which in ("first", "third"):
+      gp, rnd = (main_set[d][f"{which}_dominating"]["mean"] for d in ("gp_bandit", "random"))
+      report[f"gp_vs_random_{which}"] = round(gp / rnd, 3)
   text = json.dumps(report, indent=2)
   print(text)
   if args.out:
-    pathlib.Path(args.out).write_text(text)
+    pathlib.Path(args.out).write_text(text + "\n")
   if args.plot:
     _plot(report, args.plot)
 
 
 def _plot(report, path) -> None:
+  # pylint: disable=import-outside-toplevel
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  designers = list(report["designers"])
-  first = [report["designers"][d]["first_dominating"]["mean"] for d in designers]
-  third = [report["designers"][d]["third_dominating"]["mean"] for d in designers]
+  by = report["by_objectives"][report["objective_sets"][0]]
+  designers = list(by)
+  first = [by[d]["first_dominating"]["mean"] for d in designers]
+  third = [by[d]["third_dominating"]["mean"] for d in designers]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
   xs = range(len(designers))
   ax1.bar([x - 0.2 for x in xs], first, 0.4, label="1st dominating baseline")
@@ -184,7 +160,7 @@ def _plot(report, path) -> None:
   ax1.legend()
   ax1.set_title(f"{report['space']}: iterations to beat {report['baseline'].split('-')[0]}")
   for d in designers:
-    times = report["designers"][d]["suggest_s_by_completed_trials"]
+    times = by[d]["suggest_s_by_completed_trials"]
     ax2.plot([int(k) for k in times], list(times.values()), marker="o", label=d)
   ax2.set_xlabel("completed trials")
   ax2.set_ylabel("suggestion time (s)")

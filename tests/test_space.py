@@ -22,8 +22,13 @@ def test_table1_is_the_papers_576_architectures_with_mobilebert():
 def test_preset_sizes():
   assert {name: s.size for name, s in SPACES.items()} == {
       "table1": 576, "mobilebert_centred": 243, "autodistil_tiny": 256, "autodistil_small": 256,
-      "autodistil_base": 256, "autodistil_cpu": 256, "cpu_demo": 48}
+      "autodistil_base": 256, "autodistil_cpu": 256, "cpu_demo": 48, "cpu_wide": 216}
   assert SPACES["mobilebert_centred"].num_valid == 243
+  assert SPACES["cpu_wide"].num_valid == 216
+  # cpu_wide holds every cpu_demo student, under the same names and the same baseline.
+  demo, wide = SPACES["cpu_demo"], SPACES["cpu_wide"]
+  assert {c.name for c in demo.architectures()} <= {c.name for c in wide.architectures()}
+  assert wide.baseline_config().name == demo.baseline_config().name
   assert SPACES["cpu_demo"].baseline_config().name == "Model_128_32_4_128_4-num_blocks=2-embedding_size=64"
 
 

@@ -1,0 +1,233 @@
+"""Measured tables of a space's students, and designer replays against them (paper section 4.3,
+Figures 3 and 4, in kind).
+
+The paper compares designers by the iterations each needs to find a student better than
+MobileBERT (Figure 3: the GP bandit 43 vs random 116 to the first, 110 vs 270 to the third).
+Distilling every student of every designer's run for several seeds would cost hundreds of trials
+per run; instead, every student of a space is evaluated once, exactly as a search trial is, into a
+*table*, and each designer is *replayed* against it: a suggestion's metrics are looked up, not
+re-trained. The designer sees the same Vizier trials a live search would give it.
+
+* **A table** is a JSON-lines file with one :class:`TrialRecord` (``to_dict``) per student.
+  :func:`build_table` appends each row as its student finishes, so a killed build resumes where
+  it stopped without re-evaluating a finished student, and several builders may share one file
+  (each re-reads it before a student; if two race on one student the first row wins when read).
+* **A replay** (:func:`replay`) asks the designer for one suggestion at a time, up to
+  ``max_iterations``; an infeasible row is completed as infeasible, as the live loop does. It
+  records the suggested students in order, the iterations to the first and third distinct student
+  that dominates the baseline, and the hypervolume of the feasible trials among the first N.
+* **Dominating the baseline** follows the search's noise rule (:func:`pareto.record_dominates`):
+  a latency difference within the larger of the two measurements' noise is a tie, so a student
+  "beats the baseline" only by a difference the latency measurement resolves.
+* **Search and report objectives** may differ: a single-objective search (accuracy only, latency
+  only, Figure 4's comparison) is scored on the same two-objective front as the multi-objective
+  one (``report_objectives``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from autodistill.search import pareto
+from autodistill.search.records import TrialRecord
+from autodistill.search.settings import Objective, get_objectives
+from autodistill.space import Point, Space
+
+Table = dict[str, TrialRecord]
+
+
+def read_table(path: str | pathlib.Path) -> Table:
+  """The table at ``path`` by student name ({} when the file does not exist yet).
+
+  A truncated last line (a builder killed mid-write) is ignored; it is re-evaluated.
+  """
+  path = pathlib.Path(path)
+  table: Table = {}
+  if not path.exists():
+    return table
+  for line in path.read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if isinstance(row, dict) and row.get("name") and row["name"] not in table:
+      table[row["name"]] = TrialRecord.from_dict(row)
+  return table
+
+
+def build_table(context: Any, path: str | pathlib.Path, trials_dir: str | pathlib.Path, *,
+                points: Optional[Sequence[Point]] = None, limit: int = 0,
+                reverse: bool = False, evaluate: Optional[Callable[..., TrialRecord]] = None,
+                log: Callable[[str], None] = print) -> list[str]:
+  """Evaluates the students of ``context.space`` missing from the table at ``path``.
+
+  Args:
+    context: the search's :class:`~autodistill.search.evaluate.SearchContext`.
+    path: the JSON-lines table; created, then appended to.
+    trials_dir: each student's trial directory is ``trials_dir/<name>`` (its checkpoints let an
+      interrupted student resume).
+    points: the students to cover (default: every valid point, the baseline first).
+    limit: evaluate at most this many (0: all missing).
+    reverse: start from the last point (a second builder on the same table).
+    evaluate: ``evaluate_student``'s signature; the default is the search's own.
+    log: progress lines.
+
+  Returns:
+    The names evaluated by this call, in order.
+  """
+  if evaluate is None:
+    # pylint: disable-next=import-outside-toplevel
+    from autodistill.search.evaluate import evaluate_student as evaluate
+  path, trials_dir = pathlib.Path(path), pathlib.Path(trials_dir)
+  space: Space = context.space
+  if points is None:
+    points = sorted(space.valid_points(), key=lambda p: p != space.baseline)
+  points = list(reversed(points)) if reverse else list(points)
+  names = [context.student(p).name for p in points]
+  finished = read_table(path)
+  missing = [i for i, name in enumerate(names) if name not in finished]
+  todo = missing[:limit or None]
+  log(f"table {path.name}: {len(points) - len(missing)} of {len(points)} students done; "
+      f"evaluating {len(todo)}")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  done: list[str] = []
+  for i in todo:
+    name = names[i]
+    if name in read_table(path):  # another builder finished it meanwhile
+      continue
+    start = time.perf_counter()
+    record = TrialRecord(trial_id=i + 1, is_baseline=points[i] == space.baseline,
+                         workdir=str(trials_dir / name))
+    evaluate(context, points[i], trials_dir / name, record, log=lambda _: None)
+    _append(path, record.to_dict())
+    done.append(name)
+    log(f"[{len(read_table(path))}/{len(points)}] {name}: {record.status}, mlm loss "
+        f"{_fmt(record.mlm_loss)}, accuracy {_fmt(record.mlm_accuracy)}, latency "
+        f"{_fmt(record.latency_ms)} ms ({time.perf_counter() - start:.0f} s) {record.reason}")
+  return done
+
+
+def _append(path: pathlib.Path, row: dict[str, Any]) -> None:
+  """Appends one JSON line, first ending a line a killed writer left unfinished."""
+  with path.open("ab") as f:
+    if f.tell() and _last_byte(path) != b"\n":
+      f.write(b"\n")
+    f.write((json.dumps(row) + "\n").encode())
+
+
+def _last_byte(path: pathlib.Path) -> bytes:
+  with path.open("rb") as f:
+    f.seek(-1, 2)
+    return f.read(1)
+
+
+def _fmt(value: Optional[float]) -> str:
+  return "-" if value is None else f"{value:.4f}"
+
+
+def missing_students(space: Space, table: Table) -> list[str]:
+  """Names of the valid students of ``space`` the table lacks."""
+  return [c.name for c in space.architectures() if c.name not in table]
+
+
+def space_table(table: Table, space: Space) -> Table:
+  """The rows of ``space``'s students (a table of a larger space serves each sub-space whose
+  students it holds, e.g. ``cpu_demo``'s 48 in ``cpu_wide``'s 216).
+
+  Raises:
+    ValueError: the table lacks students of the space (the message says how many).
+  """
+  missing = missing_students(space, table)
+  if missing:
+    raise ValueError(f"the table lacks {len(missing)} of {space.num_valid} students of "
+                     f"{space.name} (e.g. {missing[0]}); finish building it first.")
+  return {c.name: table[c.name] for c in space.architectures()}
+
+
+def dominating_baseline(table: Table, objectives: Sequence[str | Objective]) -> list[str]:
+  """Students of the table that dominate its baseline, latency ties within noise
+  (:func:`pareto.dominating_baseline`), by name."""
+  return sorted(r.name for r in pareto.dominating_baseline(list(table.values()), objectives))
+
+
+def hypervolume_reference(table: Table, objectives: Sequence[str | Objective]) -> list[float]:
+  """The worst value of each objective over the table's feasible students."""
+  feasible = [r for r in table.values() if r.feasible]
+  return [(min if o.goal == "maximize" else max)(r.metric(o.name) for r in feasible)
+          for o in get_objectives([getattr(o, "name", o) for o in objectives])]
+
+
+def replay(designer: str, seed: int, space: Space, table: Table,
+           objectives: Sequence[str], *, max_iterations: int, hv_after: Sequence[int] = (16,),
+           report_objectives: Optional[Sequence[str]] = None,
+           reference: Optional[Sequence[float]] = None, stop_after: int = 3) -> dict[str, Any]:
+  """One designer's search against the table (see the module docstring).
+
+  Args:
+    designer: a name of :data:`autodistill.search.designers.DESIGNERS`.
+    seed: the designer's seed.
+    space: the table's space.
+    table: :func:`read_table`'s result; must hold every valid student of ``space`` (other rows
+      are left out: :func:`space_table`).
+    objectives: what the designer optimises (names of ``OBJECTIVES``).
+    max_iterations: suggestions at most.
+    hv_after: report the hypervolume of the feasible trials among the first N, per N.
+    report_objectives: the objectives the run is scored on (default ``objectives``).
+    reference: the hypervolume reference (default: :func:`hypervolume_reference`).
+    stop_after: stop once this many distinct students dominating the baseline were found and
+      every ``hv_after`` was reached (0: run all ``max_iterations``).
+
+  Returns:
+    ``{"designer", "seed", "objectives", "names", "iterations", "first_dominating",
+    "third_dominating", "hypervolume": {N: hv}, "suggest_s"}``; an iteration count is None when
+    the run did not find that many.
+
+  Raises:
+    ValueError: the table lacks students of the space (the message says how many).
+  """
+  # pylint: disable=import-outside-toplevel
+  from vizier import pyvizier as vz
+
+  from autodistill.search import designers
+  from autodistill.search import problem as problem_lib
+
+  table = space_table(table, space)
+  report = list(report_objectives or objectives)
+  reference = list(reference) if reference is not None else hypervolume_reference(table, report)
+  wanted = set(dominating_baseline(table, report))
+  problem = problem_lib.problem_statement(space, list(objectives))
+  completed: list[vz.Trial] = []
+  names: list[str] = []
+  found: list[int] = []  # iterations at which a new dominating student arrived
+  suggest_s: list[float] = []
+  for iteration in range(1, max_iterations + 1):
+    start = time.perf_counter()
+    suggestion = designers.suggest(designer, problem, completed, [], seed=seed, count=1)[0]
+    suggest_s.append(round(time.perf_counter() - start, 4))
+    point = problem_lib.point_of(space, suggestion.parameters.as_dict())
+    name = space.config(point).name
+    record = table[name]
+    trial = suggestion.to_trial(iteration)
+    if record.feasible:
+      trial.complete(vz.Measurement(metrics={o: record.metric(o) for o in objectives}))
+    else:
+      trial.complete(vz.Measurement(), infeasibility_reason=record.reason or "infeasible")
+    completed.append(trial)
+    if name in wanted and name not in names:
+      found.append(iteration)
+    names.append(name)
+    if stop_after and len(found) >= stop_after and iteration >= max(hv_after, default=0):
+      break
+  hypervolume = {}
+  for n in hv_after:
+    points = [pareto.metric_vector(table[name], report) for name in names[:n]
+              if table[name].feasible]
+    hypervolume[n] = pareto.hypervolume(points, reference, report)
+  return {"designer": designer, "seed": seed, "objectives": list(objectives), "names": names,
+          "iterations": len(names),
+          "first_dominating": found[0] if found else None,
+          "third_dominating": found[2] if len(found) > 2 else None,
+          "dominating_found": len(found), "hypervolume": hypervolume, "suggest_s": suggest_s}

@@ -1,0 +1,85 @@
+"""Rank agreement of a cheap and an expensive evaluation, against SciPy."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from autodistill.search.fidelity import kendall_tau_b, rank_agreement, spearman
+
+
+def test_kendall_tau_b_equals_scipy_with_and_without_ties():
+  rng = np.random.default_rng(3)
+  for n in (2, 3, 7, 12, 30):
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    # Ties on both sides, as held-out accuracies of students that all predict one token give.
+    tx, ty = np.round(x), np.round(y * 0.5)
+    if len(set(tx)) > 1 and len(set(ty)) > 1:
+      assert kendall_tau_b(tx, ty) == pytest.approx(stats.kendalltau(tx, ty).statistic,
+                                                    abs=1e-12)
+
+
+def test_kendall_tau_b_by_hand():
+  # Pairs of [1, 2, 3, 4] vs [1, 3, 2, 4]: 5 concordant, 1 discordant, no ties -> 4 / 6.
+  assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+  # A tie in x: 5 pairs untied in x, 6 in y; concordant 4, discordant 1 -> 3 / sqrt(30).
+  assert kendall_tau_b([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+      stats.kendalltau([1, 1, 2, 3], [1, 2, 3, 4]).statistic)
+  assert kendall_tau_b([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / math.sqrt(5 * 6))
+
+
+@pytest.mark.parametrize("x, y", [([1, 1, 1], [1, 2, 3]), ([1.0], [2.0]),
+                                  ([1.0, float("nan"), 3.0], [1.0, 2.0, 3.0])])
+def test_undefined_rank_statistics_are_nan_as_in_scipy(x, y):
+  with np.errstate(all="ignore"):
+    assert math.isnan(kendall_tau_b(x, y))
+    assert math.isnan(spearman(x, y))
+
+
+def test_rank_agreement_point_estimates_are_scipys():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=12)
+  y = x + rng.normal(scale=0.7, size=12)
+  out = rank_agreement(x, y, resamples=200)
+  assert out["students"] == 12
+  assert out["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+  assert out["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+
+
+def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=16)
+  y = x + rng.normal(scale=1.0, size=16)
+  ours = rank_agreement(x, y, resamples=4000, seed=5)
+
+  def statistic(a, b):
+    return stats.spearmanr(a, b).statistic
+
+  theirs = stats.bootstrap((x, y), statistic, paired=True, vectorized=False,
+                           n_resamples=4000, method="percentile", confidence_level=0.95,
+                           random_state=np.random.default_rng(11)).confidence_interval
+  # Two independent Monte Carlo estimates of the same percentiles: they agree to within the
+  # resampling error (about 0.02 at 4,000 resamples here), not exactly.
+  assert ours["spearman_ci"][0] == pytest.approx(theirs.low, abs=0.05)
+  assert ours["spearman_ci"][1] == pytest.approx(theirs.high, abs=0.05)
+  assert ours["spearman_ci"][0] < ours["spearman"] < ours["spearman_ci"][1]
+  assert ours["kendall_ci"][0] < ours["kendall"] < ours["kendall_ci"][1]
+  assert ours["spearman_resamples_used"] == 4000
+
+
+def test_bootstrap_is_seeded_and_drops_undefined_resamples():
+  x = [0.1, 0.1, 0.1, 0.2]  # many resamples draw only the tied students
+  y = [1.0, 2.0, 3.0, 4.0]
+  a, b = rank_agreement(x, y, resamples=300, seed=2), rank_agreement(x, y, resamples=300, seed=2)
+  assert a == b
+  assert 0 < a["spearman_resamples_used"] < 300
+  assert a["kendall_resamples_used"] == a["spearman_resamples_used"]
+
+
+def test_rank_agreement_refuses_mismatched_input():
+  with pytest.raises(ValueError, match="one length"):
+    rank_agreement([1, 2, 3], [1, 2])
+  with pytest.raises(ValueError, match="resamples"):
+    rank_agreement([1, 2, 3], [1, 2, 3], resamples=0)
