@@ -160,3 +160,22 @@ def test_a_larger_spaces_table_serves_its_sub_space():
   assert run == table_lib.replay("random", 0, SPACE, demo, ["mlm_loss", "latency_ms"],
                                  max_iterations=8, hv_after=(8,), stop_after=0) | {
                                      "suggest_s": run["suggest_s"]}
+
+
+def test_raw_front_and_dominance_by_the_medians_are_the_plain_pareto_definitions():
+  table = _table()
+  objectives = ["mlm_loss", "latency_ms"]
+  for record in table.values():  # noise so large that the noise-aware front collapses
+    record.latency_std_ms = 10.0
+  vectors = {n: [r.mlm_loss, r.latency_ms] for n, r in table.items()}
+  front = [n for n, v in vectors.items()
+           if not any(pareto.dominates(w, v, objectives) for w in vectors.values())]
+  assert sorted(table_lib.raw_front(table, objectives)) == sorted(front) and len(front) > 3
+  assert len(pareto.pareto_front(list(table.values()), objectives)) < len(front)
+  base = vectors[SPACE.baseline_config().name]
+  raw = table_lib.dominating_baseline(table, objectives, noise=False)
+  assert raw == sorted(n for n, v in vectors.items() if pareto.dominates(v, base, objectives))
+  run = table_lib.replay("random", 2, SPACE, table, objectives, max_iterations=48,
+                         hv_after=(48,), stop_after=0)
+  first_raw = next(i for i, n in enumerate(run["names"], 1) if n in raw)
+  assert run["first_dominating_raw"] == first_raw
