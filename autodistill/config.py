@@ -25,8 +25,8 @@ import ml_collections
 from ml_collections import config_dict
 
 from autodistill.data.corpora import LAYOUTS
-from autodistill.distill.distillation import (DISTILL_OBJECTIVES, PRESETS, PROGRESSIVE_PROGRAMS,
-                                              DistillConfig)
+from autodistill.distill.recipe import (DISTILL_OBJECTIVES, PRESETS, PROGRESSIVE_PROGRAMS,
+                                        DistillConfig)
 from autodistill.distill.losses import ATTENTION_LOSSES
 from autodistill.distill.teacher import ADAPT_MODES
 from autodistill.distill.initialization import RESAMPLERS

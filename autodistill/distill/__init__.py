@@ -3,11 +3,7 @@ student initialisation, Flash/Regular Distillation and teacher preparation (pape
 all trained by :mod:`autodistill.train`."""
 
 from autodistill.distill.distillation import (
-    PRESETS,
-    DistillConfig,
     DistillResult,
-    Preset,
-    StepPlan,
     distill,
     distillation_phases,
     final_evals,
@@ -15,7 +11,6 @@ from autodistill.distill.distillation import (
     initial_params,
     load_distilled,
     regular_distill,
-    step_plan,
 )
 from autodistill.distill.evaluation import (
     chance_mlm_accuracy,
@@ -42,6 +37,7 @@ from autodistill.distill.losses import (
     nsp_loss,
     pretraining_distill_loss,
 )
+from autodistill.distill.recipe import PRESETS, DistillConfig, Preset, StepPlan, step_plan
 from autodistill.distill.teacher import PreparedTeacher, prepare_teacher, pretrain_teacher
 
 # What a caller of distill() configures and catches; the trainer itself is autodistill.train.

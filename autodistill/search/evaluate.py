@@ -23,7 +23,8 @@ import traceback
 from typing import Any, Callable, Mapping, Optional
 
 from autodistill import files
-from autodistill.distill.distillation import DistillConfig, distill, final_evals
+from autodistill.distill.distillation import distill, final_evals
+from autodistill.distill.recipe import DistillConfig
 from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
 from autodistill.models.elastic import Envelope

@@ -14,7 +14,7 @@ import dataclasses
 import json
 from typing import Any, Mapping, Optional, Sequence
 
-from autodistill.distill.distillation import DistillConfig
+from autodistill.distill.recipe import DistillConfig
 from autodistill.errors import UserError
 
 

@@ -26,7 +26,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from autodistill import files, sharding
-from autodistill.distill.distillation import DistillConfig, initial_params
+from autodistill.distill.distillation import initial_params
+from autodistill.distill.recipe import DistillConfig
 from autodistill.errors import UserError, damaged
 from autodistill.models.configs import StudentConfig
 from autodistill.models.elastic import Envelope
