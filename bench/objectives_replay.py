@@ -133,6 +133,8 @@ def main() -> None:
 
 
 def plot(result: dict, runs: list[dict], table: dict, path: str) -> None:
+  """One panel per objective set: every student (grey), the table's front, the students the
+  seed-0 run tried and the front of what it found, and the baseline."""
   # pylint: disable=import-outside-toplevel
   import matplotlib
   matplotlib.use("Agg")
@@ -140,33 +142,40 @@ def plot(result: dict, runs: list[dict], table: dict, path: str) -> None:
 
   from autodistill.search import table as table_lib
   y, x = result["report_objectives"]
-  fig, ax = plt.subplots(figsize=(7.5, 5))
+  sets = list(result["by_objectives"])
+  fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.4), sharey=True)
   records = list(table.values())
-  ax.scatter([r.metric(x) for r in records], [r.metric(y) for r in records], s=8,
-             color="lightgrey", label=f"all {len(records)} students")
   front = [table[n] for n in result["table_front"]]
-  ax.plot([r.metric(x) for r in front], [r.metric(y) for r in front], "-", color="grey",
-          linewidth=1, label="the table's front")
-  for (objectives, marker, color) in zip(result["by_objectives"], "o^s", ("C0", "C1", "C2")):
+  base = next(r for r in records if r.is_baseline)
+  for ax, objectives, color in zip(axes, sets, ("C0", "C1", "C2")):
+    ax.scatter([r.metric(x) for r in records], [r.metric(y) for r in records], s=8,
+               color="lightgrey", label=f"all {len(records)} students")
+    ax.plot([r.metric(x) for r in front], [r.metric(y) for r in front], "-", color="grey",
+            linewidth=1, label="the table's front")
     seed0 = [r for r in runs if ",".join(r["objectives"]) == objectives and r["seed"] == 0
              and r["iterations"] == result["budget"]]
-    if not seed0:
-      continue
-    found = [table[n] for n in table_lib.raw_front(
-        {n: table[n] for n in seed0[0]["names"]}, result["report_objectives"])]
-    ax.plot([r.metric(x) for r in found], [r.metric(y) for r in found], marker + "--",
-            color=color, label=f"{objectives} (seed 0, hv "
-            f"{result['by_objectives'][objectives]['hypervolume']['mean']:.3f} mean)")
-  base = next(r for r in records if r.is_baseline)
-  ax.plot([base.metric(x)], [base.metric(y)], "p", color="black", markersize=12,
-          fillstyle="none", label="baseline")
-  ax.set_xlabel("batch-1 latency (ms)")
-  ax.set_ylabel("held-out MLM loss (lower is better)")
-  ax.set_title(f"Fig. 4 in kind: fronts found in {result['budget']} trials "
-               f"({result['space']}, {result['designer']})")
-  ax.legend(fontsize=7)
+    if seed0:
+      tried = [table[n] for n in dict.fromkeys(seed0[0]["names"])]
+      found = [table[n] for n in table_lib.raw_front({r.name: r for r in tried},
+                                                      result["report_objectives"])]
+      ax.scatter([r.metric(x) for r in tried], [r.metric(y) for r in tried], s=18,
+                 color=color, label="tried (seed 0)")
+      ax.plot([r.metric(x) for r in found], [r.metric(y) for r in found], "o--", color=color,
+              label="its front")
+    ax.plot([base.metric(x)], [base.metric(y)], "p", color="black", markersize=12,
+            fillstyle="none", label="baseline")
+    summary = result["by_objectives"][objectives]
+    ax.set_title(f"searching {objectives}\nhv {summary['hypervolume']['mean']:.3f}, front "
+                 f"{summary['front_found']['mean']:.1f}/{len(front)}, middle "
+                 f"{summary['middle_found']['mean']:.1f}/{len(result['front_middle'])} "
+                 f"(mean of {summary['seeds']} seeds)", fontsize=9)
+    ax.set_xlabel("batch-1 latency (ms)")
+    ax.legend(fontsize=7)
+  axes[0].set_ylabel("held-out MLM loss (lower is better)")
+  fig.suptitle(f"Fig. 4 in kind: {result['budget']} trials of {result['designer']} on "
+               f"{result['space']}", fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
