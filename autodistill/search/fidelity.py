@@ -11,6 +11,10 @@ Spearman's rho and Kendall's tau-b, each with a percentile bootstrap interval ov
 * Kendall's tau-b is (concordant - discordant) / sqrt((n0 - n1) (n0 - n2)) over the n0 pairs,
   n1 and n2 the pairs tied in x and in y (``scipy.stats.kendalltau``'s default). It counts pairs,
   so it reads as "the share of pairs ordered alike, minus the share ordered the other way".
+* :func:`resolved_concordance` asks the question the correlations blur when the reference is
+  itself noisy: of the student pairs the expensive evaluation separates beyond its noise, how
+  many does the cheap one order the same way? (Ties in the reference within noise cannot be
+  ranked by anything, so a correlation over them measures noise.)
 * The bootstrap resamples whole students (x and y together) with replacement; a resample on
   which a statistic is undefined (every x or every y equal) is left out, and how many were kept
   is reported. With a dozen students the intervals are wide; they say how far one table can be
@@ -26,7 +30,7 @@ import numpy as np
 
 from autodistill.finetune.metrics import spearman
 
-__all__ = ["kendall_tau_b", "rank_agreement", "spearman"]
+__all__ = ["kendall_tau_b", "rank_agreement", "resolved_concordance", "spearman"]
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -95,3 +99,33 @@ def rank_agreement(x: Sequence[float], y: Sequence[float], *, resamples: int = 2
                          else [float("nan"), float("nan")])
     out[f"{name}_resamples_used"] = int(len(values))
   return out
+
+
+def resolved_concordance(x: Sequence[float], y: Sequence[float], y_error: Sequence[float], *,
+                         k: float = 3.0) -> dict[str, Any]:
+  """Of the pairs whose ``y`` differ by more than ``k`` standard errors of the difference, the
+  share that ``x`` orders the same way.
+
+  Args:
+    x: the cheap scores.
+    y: the reference scores, same students and order.
+    y_error: the standard error of each ``y`` (e.g. of a held-out accuracy over its predictions).
+    k: how many standard errors of the difference (``hypot`` of the two) make a pair resolved.
+
+  Returns:
+    ``{"resolved_pairs", "pairs", "concordant", "discordant", "tied", "share"}``: ``tied`` pairs
+    have equal ``x``; ``share`` is concordant / resolved (NaN when no pair is resolved).
+  """
+  a, b = _pair(x, y)
+  e = np.asarray(y_error, np.float64)
+  if e.shape != b.shape:
+    raise ValueError(f"y_error needs one value per student, got {e.shape} for {b.shape}")
+  i, j = np.triu_indices(len(a), k=1)
+  resolved = np.abs(b[i] - b[j]) > k * np.hypot(e[i], e[j])
+  agree = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+  concordant = int(np.sum(resolved & (agree > 0)))
+  discordant = int(np.sum(resolved & (agree < 0)))
+  count = int(np.sum(resolved))
+  return {"resolved_pairs": count, "pairs": len(i), "concordant": concordant,
+          "discordant": discordant, "tied": count - concordant - discordant,
+          "share": concordant / count if count else float("nan")}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autodistill.search.fidelity import kendall_tau_b, rank_agreement, spearman
+from autodistill.search.fidelity import (kendall_tau_b, rank_agreement, resolved_concordance,
+                                         spearman)
 
 
 def test_kendall_tau_b_equals_scipy_with_and_without_ties():
@@ -83,3 +84,22 @@ def test_rank_agreement_refuses_mismatched_input():
     rank_agreement([1, 2, 3], [1, 2])
   with pytest.raises(ValueError, match="resamples"):
     rank_agreement([1, 2, 3], [1, 2, 3], resamples=0)
+
+
+def test_resolved_concordance_counts_only_pairs_the_reference_separates():
+  # Reference: two groups far apart (0.10 vs 0.20, error 0.01) and noise inside each group.
+  y = [0.100, 0.101, 0.200, 0.202]
+  err = [0.01] * 4
+  # The cheap score orders the groups right, and inside the low group the wrong way round.
+  x = [2.0, 1.0, 5.0, 5.0]
+  out = resolved_concordance(x, y, err)
+  # Resolved: the 4 cross-group pairs (0.1 apart > 3 * 0.0141); the 2 within-group ones are not.
+  assert out == {"resolved_pairs": 4, "pairs": 6, "concordant": 4, "discordant": 0, "tied": 0,
+                 "share": 1.0}
+  flipped = resolved_concordance([-v for v in x], y, err)
+  assert flipped["discordant"] == 4 and flipped["share"] == 0.0
+  tied = resolved_concordance([1.0, 1.0, 1.0, 2.0], y, err)
+  assert (tied["concordant"], tied["tied"]) == (2, 2)
+  assert math.isnan(resolved_concordance(x, y, [1.0] * 4)["share"])
+  with pytest.raises(ValueError, match="one value per student"):
+    resolved_concordance(x, y, [0.01] * 3)
