@@ -66,13 +66,15 @@ def pick_students(points: list[dict], count: int, size, baseline: dict) -> list[
   return picks
 
 
-def _row(budget: str, steps: int, record) -> dict:
+def _row(budget: str, steps: int, record, trial_dir: pathlib.Path) -> dict:
   n, p = record.mlm_predictions, record.mlm_accuracy
+  # The distillation's own wall time (a finished trial read back reports 0 in its record).
+  seconds = json.loads((trial_dir / "result.json").read_text())["seconds"]
   return {"budget": budget, "steps": steps, "student": record.name, "params": record.params,
           "mlm_accuracy": p, "mlm_accuracy_se": math.sqrt(p * (1 - p) / n),
           "mlm_loss": record.mlm_loss, "mlm_loss_se": record.mlm_loss_std / math.sqrt(n),
           "latency_ms": record.latency_ms, "latency_std_ms": record.latency_std_ms,
-          "distill_s": record.distill_s, "status": record.status}
+          "distill_s": round(seconds, 1), "status": record.status}
 
 
 def _apart(rows: list[dict], key: str) -> int:
@@ -81,9 +83,13 @@ def _apart(rows: list[dict], key: str) -> int:
              for a, b in itertools.combinations(rows, 2))
 
 
+def _hidden(row: dict) -> int:
+  return int(row["student"].split("_")[1])
+
+
 def summarise(by_budget: dict[str, list[dict]], regular: str, resamples: int) -> list[dict]:
   # pylint: disable-next=import-outside-toplevel
-  from autodistill.search.fidelity import rank_agreement, resolved_concordance
+  from autodistill.search.fidelity import rank_agreement, resolved_concordance, spearman
   reference = by_budget[regular]
   out = []
   for budget, rows in by_budget.items():
@@ -101,6 +107,12 @@ def summarise(by_budget: dict[str, list[dict]], regular: str, resamples: int) ->
         summary[f"{key}_vs_regular"] = rank_agreement(cheap, full, resamples=resamples)
         summary[f"{key}_resolved_pairs_vs_regular"] = resolved_concordance(
             cheap, full, [r[key + "_se"] for r in reference])
+        # Beyond width: the same correlation inside each hidden size (width alone separates
+        # these students at this scale, see the README).
+        summary[f"{key}_spearman_within_hidden_size"] = {
+            width: spearman([c for c, r in zip(cheap, rows) if _hidden(r) == width],
+                            [f for f, r in zip(full, rows) if _hidden(r) == width])
+            for width in sorted({_hidden(r) for r in rows})}
     out.append(summary)
   return out
 
@@ -144,8 +156,15 @@ def plot(result: dict, path: str) -> None:
     ax3.errorbar(xs, ys, yerr=[[y - c[0] for y, c in zip(ys, cis)],
                                [c[1] - y for y, c in zip(ys, cis)]],
                  fmt="o-", capsize=3, label=f"Spearman, {label}")
+  default = next(s for s in result["summaries"] if s["budget"] == DEFAULT)
+  for key, color in (("mlm_accuracy", "C0"), ("mlm_loss", "C1")):
+    ax3.plot([default["share_of_regular"] * 100], [default[f"{key}_vs_regular"]["spearman"]],
+             "*", color=color, markersize=13)
+  ax3.plot([], [], "*", color="grey", label="default recipe (2 x 10 + 40 steps)")
   ax3.axhline(0.8, color="grey", linestyle=":", label="goal 0.8")
   ax3.set_xscale("log")
+  ax3.set_xticks([100 * f for f in FRACTIONS], [f"{100 * f:g}%" for f in FRACTIONS])
+  ax3.minorticks_off()
   ax3.set_xlabel("flash budget (% of regular steps, log)")
   ax3.set_ylabel("rank correlation with regular (95% CI)")
   ax3.set_title("Ranking fidelity")
@@ -201,11 +220,12 @@ def main() -> None:
     rows = []
     for trial_id, point in enumerate(picks, 1):
       name = context.student(point).name
-      record = evaluate_student(context, point, workdir / "flash_fidelity" / budget / name,
-                                TrialRecord(trial_id=trial_id), log=quiet)
+      trial_dir = workdir / "flash_fidelity" / budget / name
+      record = evaluate_student(context, point, trial_dir, TrialRecord(trial_id=trial_id),
+                                log=quiet)
       if record.status != "completed":
         sys.exit(f"{budget} {name}: {record.status}: {record.reason}")
-      rows.append(_row(budget, steps, record))
+      rows.append(_row(budget, steps, record, trial_dir))
       print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     experiment.close()
     by_budget[budget] = rows
