@@ -149,3 +149,31 @@ def chance_mlm_accuracy(eval_data: Any) -> float:
   eval_data.reset()
   total = sum(counts.values())
   return max(counts.values()) / total if total else float(np.nan)
+
+
+def held_out_predictions(apply_fn: Callable[..., Any], params: Params, eval_data: Any,
+                         mesh: Mesh, data_axis: str = "data") -> dict[str, np.ndarray]:
+  """Every real held-out masked prediction's loss and correctness, in the split's fixed order.
+
+  ``{"mlm_loss": [n] float64, "mlm_correct": [n] float64}``; their means are
+  :func:`make_pretraining_evaluator`'s ``mlm_loss`` and ``mlm_accuracy``. Two models evaluated
+  on the same split see the same predictions in the same order, so their difference can be
+  judged *paired*: the standard error of a mean difference of per-prediction scores is far
+  smaller than the two unpaired standard errors combined when the models err on the same tokens
+  (``bench/flash_fidelity.py``).
+  """
+
+  @jax.jit
+  def step(p, batch):
+    out = apply_fn(p, batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+                   batch["masked_lm_positions"])
+    hit = (jnp.argmax(out.mlm_logits, -1) == batch["masked_lm_ids"]).astype(jnp.float32)
+    return (losses.mlm_token_losses(out.mlm_logits, batch["masked_lm_ids"]), hit,
+            batch["masked_lm_weights"])
+
+  outs = jax.device_get([step(params, b) for b in _held_out_batches(eval_data, mesh, data_axis)])
+  eval_data.reset()
+  nll, hit, weight = (np.concatenate([np.asarray(o[i], np.float64).reshape(-1) for o in outs])
+                      for i in range(3))
+  real = weight > 0
+  return {"mlm_loss": nll[real], "mlm_correct": hit[real]}

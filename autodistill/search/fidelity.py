@@ -109,8 +109,9 @@ def resolved_concordance(x: Sequence[float], y: Sequence[float], y_error: Sequen
   Args:
     x: the cheap scores.
     y: the reference scores, same students and order.
-    y_error: the standard error of each ``y`` (e.g. of a held-out accuracy over its predictions).
-    k: how many standard errors of the difference (``hypot`` of the two) make a pair resolved.
+    y_error: the standard error of each ``y`` ([n]; a pair's is the ``hypot`` of the two), or of
+      each pair's difference ([n, n], e.g. paired over the same held-out predictions).
+    k: how many standard errors of the difference make a pair resolved.
 
   Returns:
     ``{"resolved_pairs", "pairs", "concordant", "discordant", "tied", "share"}``: ``tied`` pairs
@@ -118,10 +119,15 @@ def resolved_concordance(x: Sequence[float], y: Sequence[float], y_error: Sequen
   """
   a, b = _pair(x, y)
   e = np.asarray(y_error, np.float64)
-  if e.shape != b.shape:
-    raise ValueError(f"y_error needs one value per student, got {e.shape} for {b.shape}")
   i, j = np.triu_indices(len(a), k=1)
-  resolved = np.abs(b[i] - b[j]) > k * np.hypot(e[i], e[j])
+  if e.shape == b.shape:
+    pair_error = np.hypot(e[i], e[j])
+  elif e.shape == (len(b), len(b)):
+    pair_error = e[i, j]
+  else:
+    raise ValueError(f"y_error needs one value per student or per pair, got shape {e.shape} "
+                     f"for {len(b)} students")
+  resolved = np.abs(b[i] - b[j]) > k * pair_error
   agree = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
   concordant = int(np.sum(resolved & (agree > 0)))
   discordant = int(np.sum(resolved & (agree < 0)))

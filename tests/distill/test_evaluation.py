@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from autodistill import sharding
-from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.distill.evaluation import held_out_predictions, make_pretraining_evaluator
 
 VOCAB, IDS = 7, 50
 
@@ -70,3 +70,8 @@ def test_counts_accuracies_and_the_spread_of_the_losses_match_numpy():
   assert got["examples"] == 6
   np.testing.assert_allclose(got["nsp_accuracy"], np.mean(nsp_hit), rtol=1e-6)
   assert got["nsp_majority"] == 1.0  # every real example is labelled 1
+  # Per prediction, in the split's order, padding left out: the paired comparison's input.
+  each = held_out_predictions(apply_fn, {}, _Batches(batches), mesh)
+  np.testing.assert_allclose(each["mlm_loss"], nll, rtol=1e-5)
+  np.testing.assert_array_equal(each["mlm_correct"], np.array(hit, np.float64))
+  np.testing.assert_allclose(each["mlm_loss"].mean(), got["mlm_loss"], rtol=1e-6)

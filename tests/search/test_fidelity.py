@@ -101,5 +101,10 @@ def test_resolved_concordance_counts_only_pairs_the_reference_separates():
   tied = resolved_concordance([1.0, 1.0, 1.0, 2.0], y, err)
   assert (tied["concordant"], tied["tied"]) == (2, 2)
   assert math.isnan(resolved_concordance(x, y, [1.0] * 4)["share"])
-  with pytest.raises(ValueError, match="one value per student"):
+  with pytest.raises(ValueError, match="one value per student or per pair"):
     resolved_concordance(x, y, [0.01] * 3)
+  # Paired errors (one per pair): only the pair (0, 1) is tight enough to count.
+  pairs = np.full((4, 4), 1.0)
+  pairs[0, 1] = pairs[1, 0] = 1e-4
+  out = resolved_concordance(x, y, pairs)
+  assert (out["resolved_pairs"], out["discordant"]) == (1, 1)  # x orders 0 above 1, y below
