@@ -84,33 +84,15 @@ def _row(budget: str, steps: int, record, trial_dir: pathlib.Path) -> dict:
 PAIRED = ("regular", DEFAULT)  # budgets whose pairs are also judged paired (per prediction)
 
 
-def _predictions(trial_dir: pathlib.Path, eval_data, mesh) -> dict[str, np.ndarray]:
-  """The distilled student's per-prediction held-out loss and correctness (cached in the trial
-  directory): :func:`autodistill.distill.evaluation.held_out_predictions`."""
-  cache = trial_dir / "held_out_predictions.npz"
-  if cache.exists():
-    with np.load(cache) as saved:
-      return dict(saved)
-  # pylint: disable=import-outside-toplevel
-  from autodistill.distill.distillation import load_distilled
-  from autodistill.distill.evaluation import held_out_predictions
-  from autodistill.models.student import StudentForPreTraining
-  config, params, _ = load_distilled(trial_dir)
-  model = StudentForPreTraining(config)
-  out = held_out_predictions(lambda p, ids, seg, mask, pos: model.apply(
-      {"params": p}, ids, seg, mask, masked_positions=pos), params, eval_data, mesh)
-  np.savez(cache, **out)
-  return out
-
-
 def paired_errors(predictions: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
-  """[n, n]: the standard error of each pair's difference in mean ``key`` over the same
-  held-out predictions (the standard deviation of the per-prediction differences / sqrt(n))."""
+  """[n, n]: the paired standard error of each pair's difference in mean ``key`` over the same
+  held-out predictions (:func:`autodistill.search.fidelity.paired_standard_error`)."""
+  # pylint: disable-next=import-outside-toplevel
+  from autodistill.search.fidelity import paired_standard_error
   n = len(predictions)
   out = np.zeros((n, n))
   for i, j in itertools.combinations(range(n), 2):
-    d = predictions[i][key] - predictions[j][key]
-    out[i, j] = out[j, i] = d.std(ddof=1) / math.sqrt(len(d))
+    out[i, j] = out[j, i] = paired_standard_error(predictions[i][key], predictions[j][key])
   return out
 
 
@@ -232,6 +214,7 @@ def main() -> None:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
   # pylint: disable=import-outside-toplevel
   from autodistill.config import default_config
+  from autodistill.distill.distillation import distilled_predictions
   from autodistill.distill.evaluation import chance_mlm_accuracy
   from autodistill.experiment import Experiment
   from autodistill.models.params import analytic_param_count
@@ -275,10 +258,8 @@ def main() -> None:
       rows.append(_row(budget, steps, record, trial_dir))
       print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if budget in PAIRED:
-      from autodistill import sharding  # pylint: disable=import-outside-toplevel
-      mesh = sharding.make_mesh()
-      each = [_predictions(workdir / "flash_fidelity" / budget / r["student"], context.eval_data,
-                           mesh) for r in rows]
+      each = [distilled_predictions(workdir / "flash_fidelity" / budget / r["student"],
+                                    context.eval_data) for r in rows]
       paired[budget] = {m: paired_errors(each, m) for m in ("mlm_correct", "mlm_loss")}
     experiment.close()
     by_budget[budget] = rows

@@ -36,7 +36,7 @@ import orbax.checkpoint as ocp
 
 from autodistill import files, sharding
 from autodistill.distill import losses
-from autodistill.distill.evaluation import make_pretraining_evaluator
+from autodistill.distill.evaluation import held_out_predictions, make_pretraining_evaluator
 from autodistill.distill.initialization import (FeatureProjections, init_projections,
                                                 init_student_from_teacher, layer_mapping)
 from autodistill.distill.recipe import DistillConfig, StepPlan
@@ -661,6 +661,32 @@ def load_distilled(workdir: str | os.PathLike) -> tuple[StudentConfig, Params, d
     raise damaged(workdir / "student", error, _REDISTIL.format(workdir=workdir),
                   what="an Orbax checkpoint") from error
   return config, params, summary
+
+
+PREDICTIONS_FILE = "held_out_predictions.npz"
+
+
+def distilled_predictions(workdir: str | os.PathLike, eval_data: Any,
+                          mesh: Optional[jax.sharding.Mesh] = None) -> dict[str, np.ndarray]:
+  """Per held-out masked prediction, the loss and correctness of a finished run's student
+  (:func:`~autodistill.distill.evaluation.held_out_predictions`), cached in the run's
+  ``held_out_predictions.npz``. Two students' arrays over the same split line up, so their
+  difference can be judged paired (:func:`autodistill.search.fidelity.paired_standard_error`).
+
+  The cache is the caller's to keep consistent: it is read back whatever ``eval_data`` is.
+  """
+  cache = pathlib.Path(workdir) / PREDICTIONS_FILE
+  if cache.exists():
+    with np.load(cache) as saved:
+      return dict(saved)
+  config, params, _ = load_distilled(workdir)
+  model = StudentForPreTraining(config)
+  out = held_out_predictions(
+      lambda p, ids, seg, mask, pos: model.apply({"params": p}, ids, seg, mask,
+                                                 masked_positions=pos),
+      params, eval_data, mesh or sharding.make_mesh())
+  np.savez(cache, **out)
+  return out
 
 
 def flash_distill(student: StudentConfig | str, teacher: Any, train_data: Any, eval_data: Any,

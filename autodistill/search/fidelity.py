@@ -30,7 +30,8 @@ import numpy as np
 
 from autodistill.finetune.metrics import spearman
 
-__all__ = ["kendall_tau_b", "rank_agreement", "resolved_concordance", "spearman"]
+__all__ = ["kendall_tau_b", "paired_standard_error", "rank_agreement", "resolved_concordance",
+           "spearman"]
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -135,3 +136,18 @@ def resolved_concordance(x: Sequence[float], y: Sequence[float], y_error: Sequen
   return {"resolved_pairs": count, "pairs": len(i), "concordant": concordant,
           "discordant": discordant, "tied": count - concordant - discordant,
           "share": concordant / count if count else float("nan")}
+
+
+def paired_standard_error(a: Sequence[float], b: Sequence[float]) -> float:
+  """The standard error of ``mean(a) - mean(b)`` when ``a[i]`` and ``b[i]`` score the same item
+  (e.g. two students on one held-out masked prediction): the sample standard deviation of the
+  differences over sqrt(n). Far below the unpaired ``hypot`` of the two errors when the two
+  models err on the same items.
+
+  Raises:
+    ValueError: the lists differ in length or have fewer than two items.
+  """
+  x, y = _pair(a, b)
+  if len(x) < 2:
+    raise ValueError(f"a paired standard error needs at least 2 items, got {len(x)}")
+  return float(np.std(x - y, ddof=1) / math.sqrt(len(x)))

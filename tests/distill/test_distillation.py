@@ -153,6 +153,21 @@ def test_distilled_student_loads_back(tiny_run):
   assert summary["student"] == result.student.name
 
 
+def test_per_prediction_scores_of_a_distilled_student_average_to_its_evaluation(tiny_run,
+                                                                               tmp_path):
+  from autodistill.distill.distillation import PREDICTIONS_FILE, distilled_predictions
+  workdir, result, _ = tiny_run
+  _, _, evaluation = tiny_data(tmp_path / "data")  # the same corpus and split, rebuilt
+  each = distilled_predictions(workdir, evaluation)
+  final = result.final
+  assert len(each["mlm_loss"]) == len(each["mlm_correct"]) == final["mlm_predictions"]
+  np.testing.assert_allclose(each["mlm_correct"].mean(), final["mlm_accuracy"], rtol=1e-6)
+  np.testing.assert_allclose(each["mlm_loss"].mean(), final["mlm_loss"], rtol=1e-5)
+  assert (workdir / PREDICTIONS_FILE).exists()
+  again = distilled_predictions(workdir, None)  # read back: the split is not touched
+  np.testing.assert_array_equal(again["mlm_loss"], each["mlm_loss"])
+
+
 def test_a_student_distilled_in_an_elastic_envelope_is_the_student_distilled_alone(
     tiny_run, tmp_path):
   workdir, alone, _ = tiny_run

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autodistill.search.fidelity import (kendall_tau_b, rank_agreement, resolved_concordance,
-                                         spearman)
+from autodistill.search.fidelity import (kendall_tau_b, paired_standard_error, rank_agreement,
+                                         resolved_concordance, spearman)
 
 
 def test_kendall_tau_b_equals_scipy_with_and_without_ties():
@@ -108,3 +108,16 @@ def test_resolved_concordance_counts_only_pairs_the_reference_separates():
   pairs[0, 1] = pairs[1, 0] = 1e-4
   out = resolved_concordance(x, y, pairs)
   assert (out["resolved_pairs"], out["discordant"]) == (1, 1)  # x orders 0 above 1, y below
+
+
+def test_paired_standard_error_is_scipys_paired_t_denominator():
+  rng = np.random.default_rng(4)
+  shared = rng.normal(size=500)  # both models err on the same items
+  a, b = shared + rng.normal(scale=0.1, size=500), shared + 0.05 + rng.normal(scale=0.1, size=500)
+  se = paired_standard_error(a, b)
+  t = stats.ttest_rel(a, b).statistic
+  assert se == pytest.approx((a.mean() - b.mean()) / t, rel=1e-10)
+  unpaired = math.hypot(a.std(ddof=1), b.std(ddof=1)) / math.sqrt(500)
+  assert se < unpaired / 5
+  with pytest.raises(ValueError, match="at least 2"):
+    paired_standard_error([1.0], [2.0])
