@@ -465,6 +465,8 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
       done[name] = run()
       stages[name] = round(time.time() - t, 1)
   teacher, latencies, result, final, tuned = (done[name] for name, _, _ in steps)
+  # pylint: disable-next=import-outside-toplevel
+  from autodistill.search.evaluate import paired_errors
   from autodistill.search.report import versus_baseline  # pylint: disable=import-outside-toplevel
   outputs = dict(result.outputs, latency=str(exp.workdir / "latency.csv"),
                  final=str(exp.workdir / "final" / "summary.json"),
@@ -476,7 +478,9 @@ def run_pipeline(config: Any, workdir: Any = None, *, log: Log = print) -> Pipel
                "nsp_weight": exp.settings.distill.for_teacher(teacher).nsp_weight},
       search={"trials": len(result.records), "front": [r.trial_id for r in result.front],
               "dominating_baseline": [r.trial_id for r in result.dominating_baseline],
-              "versus_baseline": versus_baseline(result.records, s.search.objectives),
+              "versus_baseline": versus_baseline(
+                  result.records, s.search.objectives,
+                  paired_errors(exp.search_context(), exp.workdir)),
               "latencies_measured": sum(r.ok for r in latencies)},
       final=final, outputs=outputs, seconds=round(time.time() - start, 1),
       finetune=[{"model": r.model, "task": r.task, "scores": r.scores, "metric": r.metric,

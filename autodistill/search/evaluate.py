@@ -23,11 +23,14 @@ import traceback
 from typing import Any, Callable, Mapping, Optional
 
 from autodistill import files
-from autodistill.distill.distillation import distill, final_evals
+from autodistill.distill.distillation import (PREDICTIONS_FILE, distill, distilled_predictions,
+                                              final_evals)
 from autodistill.distill.recipe import DistillConfig
+from autodistill.errors import UserError
 from autodistill.hardware.cache import LatencyCache, LatencySettings
 from autodistill.models import params as counting
 from autodistill.models.elastic import Envelope
+from autodistill.search.fidelity import paired_standard_error
 from autodistill.search.records import COMPLETED, INFEASIBLE, TIME_PARTS, TrialRecord
 from autodistill.search.settings import Constraints
 from autodistill.space import Point, Space
@@ -181,3 +184,45 @@ def _write_error(trial_dir: pathlib.Path, error: BaseException) -> None:
       "".join(traceback.format_exception(type(error), error, error.__traceback__)),
       encoding="utf-8")
 
+
+
+# The per-prediction score behind each metric that a paired comparison can judge.
+_PAIRED_SCORES = {"mlm_accuracy": "mlm_correct", "mlm_loss": "mlm_loss"}
+
+
+def paired_errors(context: Optional[SearchContext], workdir: str | pathlib.Path
+                  ) -> Callable[[TrialRecord, TrialRecord, str], Optional[float]]:
+  """``paired(a, b, name)``: the paired standard error of trials ``a`` and ``b``'s held-out
+  ``mlm_accuracy`` or ``mlm_loss`` difference, both students re-scored per held-out prediction
+  (:func:`autodistill.distill.distillation.distilled_predictions`, cached in each trial's
+  directory) on ``context.eval_data``. Two students err on the same tokens, so this is far
+  smaller than the unpaired noise :func:`autodistill.search.pareto.difference` uses otherwise.
+  None where it cannot be had (another metric, a trial without its student checkpoint, a
+  damaged one): the caller falls back to the unpaired rule. Without a ``context`` (``autodistill
+  report``, which trains and evaluates nothing) only the scores cached by an earlier search are
+  read.
+  """
+  workdir = pathlib.Path(workdir)
+  scores: dict[str, Optional[dict[str, Any]]] = {}
+
+  def predictions(record: TrialRecord) -> Optional[dict[str, Any]]:
+    directory = workdir / record.workdir
+    if context is None and not (directory / PREDICTIONS_FILE).exists():
+      return None
+    if record.workdir not in scores:
+      try:
+        scores[record.workdir] = distilled_predictions(directory, context and context.eval_data)
+      except (OSError, ValueError, UserError):
+        scores[record.workdir] = None
+    return scores[record.workdir]
+
+  def paired(a: TrialRecord, b: TrialRecord, name: str) -> Optional[float]:
+    key = _PAIRED_SCORES.get(name)
+    if key is None or not a.workdir or not b.workdir:
+      return None
+    pa, pb = predictions(a), predictions(b)
+    if pa is None or pb is None or len(pa[key]) != len(pb[key]) or len(pa[key]) < 2:
+      return None
+    return paired_standard_error(pa[key], pb[key])
+
+  return paired

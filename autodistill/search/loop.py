@@ -41,7 +41,7 @@ from vizier.service import servers
 
 from autodistill import files
 from autodistill.search import problem as problem_lib
-from autodistill.search.evaluate import SearchContext, evaluate_student
+from autodistill.search.evaluate import SearchContext, evaluate_student, paired_errors
 from autodistill.search.policy import SearchPolicyFactory
 from autodistill.search.records import ACTIVE, COMPLETED, INFEASIBLE, TrialRecord
 from autodistill.search.settings import IncompatibleStudyError, SearchSettings, get_objectives
@@ -279,23 +279,26 @@ def study_records(study: clients.Study, space: Space) -> list[TrialRecord]:
 
 
 def write_outputs(records: list[TrialRecord], workdir: pathlib.Path,
-                  objectives: Any, title: str) -> tuple[dict[str, str], str]:
-  """Trials table, Pareto front, plot and the terminal summary (see :mod:`search.report`)."""
+                  objectives: Any, title: str, paired: Any = None) -> tuple[dict[str, str], str]:
+  """Trials table, Pareto front, plot and the terminal summary (see :mod:`search.report`;
+  ``paired``: :func:`~autodistill.search.evaluate.paired_errors`, where the held-out data is at
+  hand)."""
   from autodistill.search import report  # pylint: disable=import-outside-toplevel
   outputs = report.write_report(records, workdir, objectives, title=title)
-  summary = report.summary_table(records, objectives)
+  summary = report.summary_table(records, objectives, paired=paired)
   files.write_text(workdir / "summary.txt", summary + "\n")
   outputs["summary"] = str(workdir / "summary.txt")
   return outputs, summary
 
 
 def _result(study: clients.Study, space: Space, settings: SearchSettings,
-            workdir: pathlib.Path, start: float, log: Callable[[str], None]) -> SearchResult:
+            workdir: pathlib.Path, start: float, log: Callable[[str], None],
+            paired: Any = None) -> SearchResult:
   from autodistill.search import pareto  # pylint: disable=import-outside-toplevel
   objectives = get_objectives(settings.objectives)
   records = study_records(study, space)
   title = f"{space.name}: {settings.designer} search, {len(records)} trials"
-  outputs, summary = write_outputs(records, workdir, list(settings.objectives), title)
+  outputs, summary = write_outputs(records, workdir, list(settings.objectives), title, paired)
   log(summary)
   log("outputs: " + ", ".join(f"{k} {v}" for k, v in outputs.items()))
   return SearchResult(records=records,
@@ -350,7 +353,8 @@ def search(context: SearchContext, settings: SearchSettings, workdir: str | os.P
         f"{endpoint}")
     run_worker(study, context, settings, workdir, log=log)
     try:
-      return _result(study, context.space, settings, workdir, start, log)
+      return _result(study, context.space, settings, workdir, start, log,
+                     paired=paired_errors(context, workdir))
     except grpc.RpcError as error:
       if not settings.endpoint:
         raise
@@ -439,4 +443,6 @@ def search_report(space: Space, settings: SearchSettings, workdir: str | os.Path
                             "first or pass the workdir it used.")
   with _study_server(workdir, settings.endpoint):
     study = clients.Study.from_owner_and_id(OWNER, settings.study_id)
-    return _result(study, space, settings, workdir, start, log)
+    # Paired noise from the per-prediction scores the search cached (nothing is evaluated).
+    return _result(study, space, settings, workdir, start, log,
+                   paired=paired_errors(None, workdir))

@@ -148,13 +148,17 @@ class Difference:
     return None if self.noise is None else abs(self.delta) > self.noise
 
 
-def difference(record: TrialRecord, reference: TrialRecord, name: str) -> Optional[Difference]:
+def difference(record: TrialRecord, reference: TrialRecord, name: str,
+               paired_se: Optional[float] = None) -> Optional[Difference]:
   """``record`` against ``reference`` in metric ``name`` (None if either lacks it).
 
   The noise of a latency difference is the larger of the two latency noises, the rule of the
-  Pareto front and of "dominates the baseline" (:func:`noise_margins`); accuracies and losses
-  of two students are independent estimates over the same held-out tokens, so theirs is
-  ``NOISE_K`` standard errors of the difference, ``NOISE_K * sqrt(se_a^2 + se_b^2)``.
+  Pareto front and of "dominates the baseline" (:func:`noise_margins`). For an accuracy or a
+  loss it is ``NOISE_K`` standard errors of the difference: ``paired_se`` when given (the two
+  students scored on the same held-out predictions, the standard error of their per-prediction
+  differences: :func:`autodistill.search.fidelity.paired_standard_error`), otherwise the
+  unpaired ``sqrt(se_a^2 + se_b^2)``, which is far larger when the students err on the same
+  tokens (``bench/flash_fidelity.py``).
   """
   value, ref = record.metric(name), reference.metric(name)
   if value is None or ref is None or not (math.isfinite(value) and math.isfinite(ref)):
@@ -162,6 +166,8 @@ def difference(record: TrialRecord, reference: TrialRecord, name: str) -> Option
   if name == "latency_ms":
     noises = [metric_noise(r, name) for r in (record, reference)]
     noise = None if None in noises else max(noises)
+  elif paired_se is not None:
+    noise = NOISE_K * paired_se
   else:
     errors = [_standard_error(r, name) for r in (record, reference)]
     noise = None if None in errors else NOISE_K * math.hypot(*errors)

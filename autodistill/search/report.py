@@ -24,7 +24,7 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from autodistill import files
 from autodistill.search.pareto import (
@@ -67,6 +67,9 @@ _DISPLAY: dict[str, tuple[str, float, str, float, str]] = {
     "params": ("Parameters (M)", 1e-6, "params (M)", 1e-6, "{:.2f}"),
     "flops": ("FLOPs (G, batch 1)", 1e-9, "GFLOPs", 1e-9, "{:.3f}"),
 }
+
+# (winner, baseline, metric name) -> the paired standard error of their difference, or None.
+PairedErrors = Callable[[TrialRecord, TrialRecord, str], Optional[float]]
 
 
 def _display(name: str) -> tuple[str, float, str, float, str]:
@@ -300,7 +303,7 @@ def _format(value: Any, name: str) -> str:
 
 def summary_table(records: Sequence[TrialRecord],
                   objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES,
-                  max_rows: int = 20) -> str:
+                  max_rows: int = 20, paired: Optional[PairedErrors] = None) -> str:
   """A fixed-width table of the trials for the terminal.
 
   The first line counts trials, feasible and infeasible ones, those on the front and those that
@@ -356,17 +359,22 @@ def summary_table(records: Sequence[TrialRecord],
       lines.append("latency ties (a difference within the measured noise, counted as equal): "
                    + ", ".join(f"#{a.trial_id} {_noisy(a)} = #{b.trial_id} {_noisy(b)}"
                                for a, b in ties))
-  lines += versus_baseline(records, objectives)
+  lines += versus_baseline(records, objectives, paired)
   return "\n".join(lines)
 
 
 def versus_baseline(records: Sequence[TrialRecord],
-                    objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES) -> list[str]:
+                    objectives: Sequence[ObjectiveLike] = DEFAULT_OBJECTIVES,
+                    paired: Optional[PairedErrors] = None) -> list[str]:
   """The search's winner (:func:`~autodistill.search.pareto.ranked_front`) against the baseline:
   per objective, then MLM accuracy and latency if they are not objectives, both values, the
   difference and whether it is beyond the noise of the measurement
   (:func:`~autodistill.search.pareto.difference`). Empty without a completed baseline, or when
-  the baseline is the winner."""
+  the baseline is the winner.
+
+  ``paired(winner, baseline, name)``, where given, returns the paired standard error of an
+  accuracy or loss difference over the same held-out predictions (or None: the unpaired rule
+  applies); the line then says "paired"."""
   objectives = as_objectives(objectives)
   baseline, front = baseline_record(records), ranked_front(records, objectives)
   if baseline is None or not front or front[0].trial_id == baseline.trial_id:
@@ -377,7 +385,8 @@ def versus_baseline(records: Sequence[TrialRecord],
   names = [o.name for o in objectives]
   names += [n for n in ("mlm_accuracy", "latency_ms") if n not in names]
   for name in names:
-    diff = difference(winner, baseline, name)
+    se = paired(winner, baseline, name) if paired and name != "latency_ms" else None
+    diff = difference(winner, baseline, name, paired_se=se)
     if diff is None:
       continue
     _, _, label, scale, spec = _display(name)
@@ -388,7 +397,7 @@ def versus_baseline(records: Sequence[TrialRecord],
       values = f"{spec.format(diff.value * scale)} vs {spec.format(diff.reference * scale)}"
       delta, unit, noise = diff.delta * scale, "", diff.noise and diff.noise * scale
     verdict = ("noise unknown" if diff.beyond_noise is None else
-               f"noise ±{noise:.3g}{unit}: "
+               f"{'paired ' if se is not None else ''}noise ±{noise:.3g}{unit}: "
                + ("beyond it" if diff.beyond_noise else "within it, a tie"))
     lines.append(f"  {label}: {values}, {delta:+.3g}{unit} ({verdict})")
   return lines

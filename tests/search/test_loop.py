@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from autodistill import pipeline
@@ -93,6 +94,26 @@ def test_search_writes_every_output_and_constraints_prune_before_distillation(
   assert [row["trial_id"] for row in table] == sorted(by_id)
   assert result.front and all(r.status == COMPLETED for r in result.front)
   assert "trial" in result.summary
+
+  # Paired noise: each trial's student re-scored per held-out prediction (the extracted student,
+  # cached in its directory) averages to the trial's own held-out loss and accuracy.
+  from autodistill.experiment import Experiment
+  from autodistill.search.evaluate import paired_errors
+  with Experiment.create(config, tmp_path, log=lambda _: None) as experiment:
+    paired = paired_errors(experiment.search_context(), tmp_path)
+    a, b = completed
+    assert paired(a, b, "mlm_loss") > 0 and paired(a, a, "mlm_accuracy") == 0.0
+    assert paired(a, b, "latency_ms") is None
+    for r in completed:
+      with np.load(tmp_path / r.workdir / "held_out_predictions.npz") as each:
+        assert each["mlm_loss"].mean() == pytest.approx(r.mlm_loss, rel=1e-5)
+        assert each["mlm_correct"].mean() == pytest.approx(r.mlm_accuracy, abs=1e-9)
+        assert len(each["mlm_loss"]) == r.mlm_predictions
+  # `autodistill report` evaluates nothing: it reads the scores the search cached, if any.
+  cached = paired_errors(None, tmp_path)
+  assert cached(a, b, "mlm_loss") == paired(a, b, "mlm_loss")
+  (tmp_path / b.workdir / "held_out_predictions.npz").unlink()
+  assert paired_errors(None, tmp_path)(a, b, "mlm_loss") is None
 
   # Re-running the finished search trains nothing and reports the same trials.
   distilled.clear()

@@ -322,5 +322,19 @@ def test_the_summary_compares_the_winner_with_the_baseline_within_noise():
   ]
   assert summary_table([base, winner], ("mlm_loss", "latency_ms")).endswith(
       "\n".join(lines))
+  # Judged paired (the two students on the same held-out predictions), the loss difference is
+  # beyond a noise of 2 x 0.01; latency keeps its own rule.
+  asked = []
+
+  def paired(a, b, name):
+    asked.append((a.trial_id, b.trial_id, name))
+    return 0.01 if name == "mlm_loss" else None
+
+  lines = versus_baseline([base, winner], ("mlm_loss", "latency_ms"), paired)
+  assert lines[1] == "  MLM loss: 5.9700 vs 6.0000, -0.03 (paired noise ±0.02: beyond it)"
+  assert lines[2:] == [
+      "  latency ms: 9.800 vs 10.000, -0.2 (noise ±0.5: within it, a tie)",
+      "  MLM acc: 12.00% vs 10.00%, +2 points (noise ±0.885 points: beyond it)"]
+  assert asked == [(2, 1, "mlm_loss"), (2, 1, "mlm_accuracy")]
   assert versus_baseline([base], ACC_LAT) == []  # the baseline is the winner
   assert versus_baseline([winner], ACC_LAT) == []  # no baseline
