@@ -22,7 +22,15 @@ measured data (no corpus text).
         --workdir=workdir/table_cpu_wide
 
 Latency is measured first, on a quiet machine, into the workdir's latency cache, which the
-evaluation reads (a row measured under load is re-measured, as in a search).
+evaluation reads (a row measured under load is re-measured, as in a search). A build spread over
+sessions (a fresh workdir re-fits the same teacher: the distillation is deterministic, a
+re-evaluated row matched its loss to 7 digits) ends with ``--refresh-latency``: every row's
+latency from one sweep (``--measure-latency`` into a fresh workdir cache first), so rows timed
+hours apart under different loads compare; the first 88 rows of ``cpu_wide`` had been timed
+while other benches ran (its baseline read 2.28 ms there and 0.71 ms in a later run).
+
+    python bench/search_efficiency.py --space=cpu_wide --refresh-latency \\
+        --workdir=workdir/table_cpu_wide
 
 ``--replay`` (default): replays each designer against the table (``bench/search_replay.py``:
 a suggestion's metrics are looked up, not re-trained) for several seeds and objective sets, and
@@ -60,11 +68,11 @@ def table_config(space: str = "cpu_demo"):
   from autodistill.config import default_config
   config = default_config()
   config.runtime.progress = False
+  config.latency.min_runs = 30
+  config.latency.min_time_s = 1.0
   if space == "cpu_demo":
     config.teacher.adapt = "heads"
     config.teacher.fit_steps = 300
-    config.latency.min_runs = 30
-    config.latency.min_time_s = 1.0
   else:
     config.space.preset = space
   return config
@@ -83,6 +91,27 @@ def measure_table_latency(workdir: pathlib.Path, space: str) -> None:
     results = measure_space(archs, experiment.latency_cache, **settings.latency.key_settings,
                             **settings.latency.timing)
   print(json.dumps({"measured": len(results), "ok": sum(r.ok for r in results)}))
+
+
+def refresh_table_latency(workdir: pathlib.Path, table: pathlib.Path, space: str) -> None:
+  """Rewrites every row's latency from the workdir's cache (one sweep, ``--measure-latency``,
+  on a quiet machine; a student missing there, or timed under load, is measured now)."""
+  from scipy import stats
+
+  from autodistill.experiment import Experiment
+  from autodistill.search import table as table_lib
+
+  rows = table_lib.read_table(table)
+  with Experiment.create(table_config(space), workdir) as experiment:
+    context, settings = experiment.search_context(), experiment.settings.latency
+    fresh = table_lib.with_latency(rows, lambda r: experiment.latency_cache.get_or_measure(
+        context.student(r.factors), settings))
+  table_lib.write_table(fresh, table)
+  old = [r.latency_ms for r in rows.values()]
+  new = [r.latency_ms for r in fresh.values()]
+  ratios = sorted(b / a for a, b in zip(old, new))
+  print(json.dumps({"rows": len(rows), "median_new_over_old": ratios[len(ratios) // 2],
+                    "spearman_old_new": stats.spearmanr(old, new).statistic}))
 
 
 def build_table(workdir: pathlib.Path, table: pathlib.Path, space: str, limit: int,
@@ -108,6 +137,8 @@ def main() -> None:
                       help="stage 1: latency of every architecture into the workdir's cache")
   parser.add_argument("--build-table", action="store_true",
                       help="stage 2: flash-distil every architecture (latency from the cache)")
+  parser.add_argument("--refresh-latency", action="store_true",
+                      help="stage 3: every row's latency from the workdir's cache (one sweep)")
   parser.add_argument("--workdir", default="/tmp/autodistill_search_table")
   parser.add_argument("--table", default="", help="default: bench/data/<space>_table.jsonl")
   parser.add_argument("--limit", type=int, default=0, help="evaluate at most this many (build)")
@@ -124,6 +155,9 @@ def main() -> None:
     return
   if args.build_table:
     build_table(pathlib.Path(args.workdir), table, space, args.limit, args.reverse, args.first)
+    return
+  if args.refresh_latency:
+    refresh_table_latency(pathlib.Path(args.workdir), table, space)
     return
   from bench import search_replay  # noqa: E402 (replay lives beside; added with the designers)
   search_replay.main(table, rest + [f"--space={space}"])

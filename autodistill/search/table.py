@@ -12,6 +12,8 @@ re-trained. The designer sees the same Vizier trials a live search would give it
   :func:`build_table` appends each row as its student finishes, so a killed build resumes where
   it stopped without re-evaluating a finished student, and several builders may share one file
   (each re-reads it before a student; if two race on one student the first row wins when read).
+* **Latency** of every row can be re-taken from one sweep of the space (:func:`with_latency`,
+  :func:`write_table`), so that students timed hours apart under different loads compare.
 * **A replay** (:func:`replay`) asks the designer for one suggestion at a time, up to
   ``max_iterations``; an infeasible row is completed as infeasible, as the live loop does. It
   records the suggested students in order, the iterations to the first and third distinct student
@@ -32,6 +34,7 @@ import pathlib
 import time
 from typing import Any, Callable, Optional, Sequence
 
+from autodistill import files
 from autodistill.search import pareto
 from autodistill.search.records import TrialRecord
 from autodistill.search.settings import Objective, get_objectives
@@ -123,6 +126,36 @@ def _last_byte(path: pathlib.Path) -> bytes:
   with path.open("rb") as f:
     f.seek(-1, 2)
     return f.read(1)
+
+
+def write_table(table: Table, path: str | pathlib.Path) -> pathlib.Path:
+  """Rewrites the table at ``path`` whole (atomically: a kill leaves the old file or the new)."""
+  return files.write_text(path, "".join(json.dumps(r.to_dict()) + "\n" for r in table.values()))
+
+
+def with_latency(table: Table, measure: Callable[[TrialRecord], Any]) -> Table:
+  """The table with every row's latency taken from ``measure(row)`` (a
+  :class:`~autodistill.hardware.latency.LatencyResult`, e.g. from one latency sweep of the whole
+  space on a quiet machine): median, 10th and 90th percentiles, spread and FLOPs.
+
+  A table built over hours mixes latencies timed under different loads (on a shared 2-core host
+  the same student's median moved 3x between two such measurements), which decides who beats the
+  baseline; one sweep for all rows makes them comparable. Other fields are kept.
+
+  Raises:
+    ValueError: a measurement failed (the message names the student).
+  """
+  out: Table = {}
+  for name, record in table.items():
+    result = measure(record)
+    if not result.ok:
+      raise ValueError(f"latency of {name} failed: {result.error}")
+    row = TrialRecord.from_dict(record.to_dict())
+    row.latency_ms, row.latency_p10_ms, row.latency_p90_ms = (result.median_ms, result.p10_ms,
+                                                              result.p90_ms)
+    row.latency_std_ms, row.flops = result.std_ms, result.flops
+    out[name] = row
+  return out
 
 
 def _fmt(value: Optional[float]) -> str:

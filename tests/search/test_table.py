@@ -179,3 +179,26 @@ def test_raw_front_and_dominance_by_the_medians_are_the_plain_pareto_definitions
                          hv_after=(48,), stop_after=0)
   first_raw = next(i for i, n in enumerate(run["names"], 1) if n in raw)
   assert run["first_dominating_raw"] == first_raw
+
+
+def test_latency_is_retaken_from_one_sweep_and_the_table_rewritten_whole(tmp_path):
+  table = _table()
+  swept = {name: 2.0 + i / 100 for i, name in enumerate(table)}
+
+  def measure(record):
+    return types.SimpleNamespace(ok=True, error="", median_ms=swept[record.name],
+                                 p10_ms=swept[record.name] - 0.1, p90_ms=swept[record.name] + 0.1,
+                                 std_ms=0.05, flops=1e6)
+
+  fresh = table_lib.with_latency(table, measure)
+  path = table_lib.write_table(fresh, tmp_path / "table.jsonl")
+  back = table_lib.read_table(path)
+  assert list(back) == list(table)
+  for name, record in back.items():
+    assert record.latency_ms == swept[name] and record.latency_p90_ms == swept[name] + 0.1
+    assert record.latency_std_ms == 0.05 and record.flops == 1e6
+    assert record.mlm_loss == table[name].mlm_loss and record.trial_id == table[name].trial_id
+  assert table[next(iter(table))].latency_ms != swept[next(iter(table))]  # the input is kept
+  failed = lambda record: types.SimpleNamespace(ok=False, error="out of memory")  # noqa: E731
+  with pytest.raises(ValueError, match="latency of Model_.* failed: out of memory"):
+    table_lib.with_latency(table, failed)
