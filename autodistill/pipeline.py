@@ -171,7 +171,8 @@ def finetune_stage(config: Any, workdir: Any = None, *, models: Optional[Sequenc
 
   Every model of ``models`` (default ``config.finetune.models``: the finalized students) is
   fine-tuned on every task of ``tasks`` (default ``config.finetune.tasks``) into
-  ``<workdir>/finetune/<model>/<task>/``; finished pairs are read back. The table of every
+  ``<workdir>/finetune/<model>/<task>/``; finished pairs are read back. ``teacher`` is swept
+  over ``config.finetune.teacher_learning_rates`` instead of ``learning_rates``. The table of every
   fine-tuned model in the workdir goes to ``<workdir>/finetune/report.md`` and ``report.csv``.
 
   Returns:
@@ -188,11 +189,16 @@ def finetune_stage(config: Any, workdir: Any = None, *, models: Optional[Sequenc
     raise ConfigError("nothing to fine-tune: set --config.finetune.models and "
                       "--config.finetune.tasks (or pass --model and --task).")
   built = [get_task(name, **_task_options(exp, name)) for name in tasks]
-  backbones = _backbones(exp, models)
+  # The teacher with its own learning rates (config.finetune.teacher_learning_rates).
+  groups = [(s.finetune.recipe, _backbones(exp, [m for m in models if m != "teacher"])),
+            (s.finetune.teacher_recipe, _backbones(exp, [m for m in models if m == "teacher"]))]
   latencies = {b.name: exp.latency_cache.get_or_measure(b.config, s.latency).latency_ms
-               for b in backbones}
-  results = finetune_many(backbones, built, exp.workdir / "finetune", exp.tokenizer,
-                          s.finetune.recipe, latencies=latencies, log=exp.log)
+               for _, group in groups for b in group}
+  results = []
+  for recipe, group in groups:
+    if group:
+      results += finetune_many(group, built, exp.workdir / "finetune", exp.tokenizer, recipe,
+                               latencies=latencies, log=exp.log)
   write_report(exp.workdir / "finetune", log=exp.log)
   return results
 

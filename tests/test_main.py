@@ -237,6 +237,11 @@ def test_finetune_command_adds_models_and_tasks_to_the_report(root, demo, run):
     assert by_model[model]["avg"]  # both columns present
   assert by_model[final]["Tweets"] == "" and by_model[final]["avg"] == ""  # not run on tweets
   assert "random-" + final in result.stdout
+  # The teacher is swept over its own (BERT-size) learning rates, the students over theirs.
+  rates = lambda model: [r["learning_rate"] for r in json.loads(  # noqa: E731
+      (workdir / "finetune" / model / "bbc_topic" / "result.json").read_text())["runs"]]
+  assert rates("BERT_2L_32H") == list(config.finetune.teacher_learning_rates) == [5e-5, 1e-4]
+  assert rates(f"random-{final}") == list(config.finetune.learning_rates) == [3e-3]
   # Finished pairs are read back, not run again.
   again = run("finetune", config, workdir, model="teacher", task="bbc_topic", check=0)
   assert "done earlier" in again.stdout and "steps of batch" not in again.stdout
