@@ -134,6 +134,13 @@ def main(table_path: pathlib.Path, argv) -> None:
       "dominating_share": round(len(dominating) / len(table), 4),
       "dominating_baseline_by_medians": len(dominating_raw),
       "dominating_share_by_medians": round(len(dominating_raw) / len(table), 4),
+      # Uniform sampling without replacement: the expected iteration of the first and third
+      # dominating student (a designer cannot need fewer than 1 and 3).
+      "uniform_expectation": {
+          "first": table_lib.uniform_hit_iteration(len(table), len(dominating), 1),
+          "third": table_lib.uniform_hit_iteration(len(table), len(dominating), 3),
+          "first_raw": table_lib.uniform_hit_iteration(len(table), len(dominating_raw), 1),
+          "third_raw": table_lib.uniform_hit_iteration(len(table), len(dominating_raw), 3)},
       "hypervolume_reference": reference, "hv_after": hv_after,
       "max_iterations": args.max_iterations,
       "by_objectives": aggregate(runs, args.max_iterations)}

@@ -202,3 +202,17 @@ def test_latency_is_retaken_from_one_sweep_and_the_table_rewritten_whole(tmp_pat
   failed = lambda record: types.SimpleNamespace(ok=False, error="out of memory")  # noqa: E731
   with pytest.raises(ValueError, match="latency of Model_.* failed: out of memory"):
     table_lib.with_latency(table, failed)
+
+
+def test_the_uniform_yardstick_matches_counting_every_order():
+  import itertools
+  students, hits = 6, 2
+  positions = {1: [], 2: []}
+  for order in itertools.permutations(range(students)):  # students 0 and 1 are the hits
+    found = [i + 1 for i, s in enumerate(order) if s < hits]
+    positions[1].append(found[0])
+    positions[2].append(found[1])
+  for j in (1, 2):
+    mean = sum(positions[j]) / len(positions[j])
+    assert table_lib.uniform_hit_iteration(students, hits, j) == pytest.approx(mean)
+  assert table_lib.uniform_hit_iteration(students, hits, 3) is None
