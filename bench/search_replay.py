@@ -85,6 +85,9 @@ def main(table_path: pathlib.Path, argv) -> None:
   parser.add_argument("--runs", default="", help="JSON-lines file of finished runs (resumable)")
   parser.add_argument("--report-only", action="store_true",
                       help="aggregate the runs file without replaying")
+  parser.add_argument("--baseline", default="",
+                      help="the space's own baseline (default), a student's name, or share:F "
+                           "(table.baseline_at_share: beaten by at most F of the table)")
   parser.add_argument("--plot", default="")
   parser.add_argument("--out", default="", help="write the JSON here too")
   args = parser.parse_args(argv)
@@ -97,14 +100,24 @@ def main(table_path: pathlib.Path, argv) -> None:
   objective_sets = [s.split(",") for s in args.objectives.split(";")]
   report_objectives = (args.report_objectives.split(",") if args.report_objectives
                        else objective_sets[0])
+  if args.baseline:
+    name = (table_lib.baseline_at_share(table, report_objectives,
+                                        float(args.baseline.split(":", 1)[1]))
+            if args.baseline.startswith("share:") else args.baseline)
+    try:
+      table = table_lib.with_baseline(table, name)
+    except ValueError as error:
+      raise SystemExit(f"--baseline: {error}") from None
   hv_after = [int(n) for n in args.hv_after.split(",")]
+  baseline = next(n for n, r in table.items() if r.is_baseline)
   reference = table_lib.hypervolume_reference(table, report_objectives)
   runs_path = pathlib.Path(args.runs) if args.runs else None
   runs = []
   if runs_path and runs_path.exists():
     runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
     runs = [r for r in runs if r.get("format") == RUN_FORMAT
-            and r.get("report_objectives") == report_objectives]
+            and r.get("report_objectives") == report_objectives
+            and r.get("baseline", space.baseline_config().name) == baseline]
   wanted = [(d, seed, ",".join(o)) for o in objective_sets for d in args.designers.split(",")
             for seed in range(args.seeds)]
   have = {_key(r) for r in runs}
@@ -115,7 +128,8 @@ def main(table_path: pathlib.Path, argv) -> None:
       run = table_lib.replay(designer, seed, space, table, objectives.split(","),
                              max_iterations=args.max_iterations, hv_after=hv_after,
                              report_objectives=report_objectives, reference=reference)
-      run.update(format=RUN_FORMAT, report_objectives=report_objectives, space=space.name)
+      run.update(format=RUN_FORMAT, report_objectives=report_objectives, space=space.name,
+                 baseline=baseline)
       run["hypervolume"] = {str(n): v for n, v in run["hypervolume"].items()}
       print(json.dumps({k: v for k, v in run.items() if k not in ("suggest_s", "names")}),
             flush=True)
@@ -129,7 +143,8 @@ def main(table_path: pathlib.Path, argv) -> None:
   report: dict[str, Any] = {
       "space": space.name, "report_objectives": report_objectives,
       "objective_sets": [",".join(o) for o in objective_sets],
-      "students": len(table), "baseline": space.baseline_config().name,
+      "students": len(table), "baseline": baseline,
+      "baseline_rule": args.baseline or "the space's",
       "dominating_baseline_in_table": len(dominating),
       "dominating_share": round(len(dominating) / len(table), 4),
       "dominating_baseline_by_medians": len(dominating_raw),

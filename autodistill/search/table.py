@@ -208,6 +208,50 @@ def uniform_hit_iteration(students: int, hits: int, j: int = 1) -> Optional[floa
   return j * (students + 1) / (hits + 1)
 
 
+def with_baseline(table: Table, name: str) -> Table:
+  """The table with ``name`` as its baseline (the row's ``is_baseline``; other rows cleared).
+
+  Raises:
+    ValueError: ``name`` is not a row of the table.
+  """
+  if name not in table:
+    raise ValueError(f"no student {name} in the table; pick a baseline among its rows.")
+  out: Table = {}
+  for key, record in table.items():
+    row = TrialRecord.from_dict(record.to_dict())
+    row.is_baseline = key == name
+    out[key] = row
+  return out
+
+
+def baseline_at_share(table: Table, objectives: Sequence[str | Objective],
+                      share: float = 0.05) -> str:
+  """A baseline as hard to beat as ``share`` asks: the feasible student that the number of rows
+  dominating it (the search's noise rule) is closest to ``share`` of the table without exceeding
+  it, ties broken by the median latency closest to the table's median (the middle of the
+  trade-off, as MobileBERT sits in the paper's Figure 4), then by name.
+
+  The paper's baseline is a hand-tuned MobileBERT that few searched students beat; a space's
+  own baseline point need not be (in ``cpu_wide`` a third of the students beat the scaled
+  MobileBERT shape after flash distillation), and a replay in which random search finds a
+  better student in three draws cannot show a designer's efficiency. The rule looks at the
+  table only, never at a designer's runs.
+  """
+  feasible = pareto.feasible_records(list(table.values()), objectives)
+  if not feasible:
+    raise ValueError("the table has no feasible student to be the baseline.")
+  limit = share * len(table)
+  latencies = sorted(r.latency_ms for r in feasible)
+  middle = latencies[len(latencies) // 2]
+
+  def dominators(record: TrialRecord) -> int:
+    return sum(pareto.record_dominates(o, record, objectives) for o in feasible if o is not record)
+
+  counted = [(dominators(r), r) for r in feasible]
+  eligible = [(n, r) for n, r in counted if n <= limit]
+  return min(eligible, key=lambda nr: (-nr[0], abs(nr[1].latency_ms - middle), nr[1].name))[1].name
+
+
 def raw_front(table: Table, objectives: Sequence[str | Objective]) -> list[str]:
   """The Pareto front of the table's medians (no noise rule), sorted by the last objective.
 

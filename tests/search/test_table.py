@@ -216,3 +216,19 @@ def test_the_uniform_yardstick_matches_counting_every_order():
     mean = sum(positions[j]) / len(positions[j])
     assert table_lib.uniform_hit_iteration(students, hits, j) == pytest.approx(mean)
   assert table_lib.uniform_hit_iteration(students, hits, 3) is None
+
+
+def test_a_baseline_at_a_share_is_beaten_by_at_most_that_share_and_by_as_many_as_allowed():
+  table = _table()
+  objectives = ["mlm_loss", "latency_ms"]
+  counts = {name: len(table_lib.dominating_baseline(table_lib.with_baseline(table, name),
+                                                    objectives)) for name in table}
+  for share in (0.05, 0.2):
+    name = table_lib.baseline_at_share(table, objectives, share)
+    rebased = table_lib.with_baseline(table, name)
+    assert [r.name for r in rebased.values() if r.is_baseline] == [name]
+    assert counts[name] <= share * len(table)
+    assert counts[name] == max(n for n in counts.values() if n <= share * len(table))
+  assert table[SPACE.baseline_config().name].is_baseline  # the input is kept
+  with pytest.raises(ValueError, match="no student Model_1 in the table"):
+    table_lib.with_baseline(table, "Model_1")
