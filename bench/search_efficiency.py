@@ -102,6 +102,8 @@ def refresh_table_latency(workdir: pathlib.Path, table: pathlib.Path, space: str
   from autodistill.search import table as table_lib
 
   rows = table_lib.read_table(table)
+  if not rows:
+    raise SystemExit(f"{table}: no rows to re-time; build the table first (--build-table).")
   with Experiment.create(table_config(space), workdir) as experiment:
     context, settings = experiment.search_context(), experiment.settings.latency
     fresh = table_lib.with_latency(rows, lambda r: experiment.latency_cache.get_or_measure(

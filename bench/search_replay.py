@@ -101,15 +101,18 @@ def main(table_path: pathlib.Path, argv) -> None:
   report_objectives = (args.report_objectives.split(",") if args.report_objectives
                        else objective_sets[0])
   if args.baseline:
-    name = (table_lib.baseline_at_share(table, report_objectives,
-                                        float(args.baseline.split(":", 1)[1]))
-            if args.baseline.startswith("share:") else args.baseline)
     try:
+      name = (table_lib.baseline_at_share(table, report_objectives,
+                                          float(args.baseline.split(":", 1)[1]))
+              if args.baseline.startswith("share:") else args.baseline)
       table = table_lib.with_baseline(table, name)
     except ValueError as error:
-      raise SystemExit(f"--baseline: {error}") from None
+      raise SystemExit(f"--baseline={args.baseline}: {error} (a student's name or share:F, "
+                       "e.g. share:0.05)") from None
   hv_after = [int(n) for n in args.hv_after.split(",")]
-  baseline = next(n for n, r in table.items() if r.is_baseline)
+  baseline = next((n for n, r in table.items() if r.is_baseline), None)
+  if baseline is None:
+    raise SystemExit(f"{table_path}: no baseline row; pass --baseline=NAME or share:F.")
   reference = table_lib.hypervolume_reference(table, report_objectives)
   runs_path = pathlib.Path(args.runs) if args.runs else None
   runs = []

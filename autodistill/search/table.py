@@ -237,6 +237,8 @@ def baseline_at_share(table: Table, objectives: Sequence[str | Objective],
   better student in three draws cannot show a designer's efficiency. The rule looks at the
   table only, never at a designer's runs.
   """
+  if not 0.0 <= share <= 1.0:
+    raise ValueError(f"share must be between 0 and 1 (a fraction of the table), got {share}.")
   feasible = pareto.feasible_records(list(table.values()), objectives)
   if not feasible:
     raise ValueError("the table has no feasible student to be the baseline.")

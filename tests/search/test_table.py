@@ -232,3 +232,8 @@ def test_a_baseline_at_a_share_is_beaten_by_at_most_that_share_and_by_as_many_as
   assert table[SPACE.baseline_config().name].is_baseline  # the input is kept
   with pytest.raises(ValueError, match="no student Model_1 in the table"):
     table_lib.with_baseline(table, "Model_1")
+
+
+def test_a_share_outside_0_1_is_refused_with_the_range():
+  with pytest.raises(ValueError, match="share must be between 0 and 1"):
+    table_lib.baseline_at_share(_table(), ["mlm_loss", "latency_ms"], 5)
