@@ -328,7 +328,7 @@ class Settings:
     # How a run is driven and compiled, not what it computes (the two progressive programs give
     # the same parameters up to float rounding).
     for key in ("progress", "log_every", "checkpoint_every", "keep_checkpoints",
-                "progressive_program"):
+                "progressive_program", "evaluate_stages"):
       distill.pop(key, None)
     # Settings added later are left out at their defaults, so that studies made before them
     # still resume: scan_blocks None, and the paper's objective (whose weights it ignores).

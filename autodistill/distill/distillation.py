@@ -375,8 +375,8 @@ def distillation_phases(student: StudentConfig, teacher_config: BertConfig, teac
   if config.progressive:
     stage_opt = config.optimizer.replace(warmup_steps=plan.steps_per_block // 10)
     for k in range(student.num_blocks):
-      # Held-out accuracy is measured after the last stage, not after every block.
-      last = k == student.num_blocks - 1
+      # Held-out accuracy is measured after the last stage (if asked), not after every block.
+      last = config.evaluate_stages and k == student.num_blocks - 1
       name = f"progressive/block_{k}"
       block_loss, block_trainable = fns.block(k)
       if config.progressive_program == "shared":

@@ -129,6 +129,10 @@ class DistillConfig:
     mesh_shape: (data, model) mesh shape; -1 takes the remaining devices.
     checkpoint_every, log_every, keep_checkpoints: persistence and logging.
     eval_at_start: evaluate the initialised student before training (the step-0 baseline).
+    evaluate_stages: evaluate after the last progressive stage too (how far the layer-wise
+      transfer alone got). Both are diagnostics: a search trial needs only the run's final
+      evaluation and skips them (:func:`autodistill.search.evaluate.trial_recipe`), which saves
+      two of a demo trial's three held-out passes.
     progress: show progress bars.
     progressive_program: "shared" runs the K progressive stages as one compiled step with the
       stage index as data (one compile, but every stage's step computes the whole student's
@@ -181,6 +185,7 @@ class DistillConfig:
   log_every: int = 50
   keep_checkpoints: int = 2
   eval_at_start: bool = True
+  evaluate_stages: bool = True
   progress: bool = True
   progressive_program: str = "shared"
   scan_blocks: Optional[bool] = None

@@ -31,7 +31,8 @@ class TrialRecord:
     latency_ms, latency_p10_ms, latency_p90_ms, latency_std_ms: batch-1 latency statistics.
     flops: FLOPs of one batch-1 forward.
     mlm_accuracy, nsp_accuracy: held-out accuracy after flash distillation.
-    mlm_accuracy_init: held-out MLM accuracy at step 0 (the initialised student).
+    mlm_accuracy_init: held-out MLM accuracy at step 0 (the initialised student); None for
+      trials, which skip that diagnostic evaluation (``search.evaluate.trial_recipe``).
     mlm_loss, nsp_loss: held-out cross-entropies after flash distillation.
     mlm_predictions: how many held-out masked predictions ``mlm_accuracy`` and ``mlm_loss``
       average over; mlm_loss_std: the standard deviation of those predictions' losses (with

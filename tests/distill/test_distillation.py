@@ -103,6 +103,24 @@ def test_distill_reports_accuracy_at_start_after_progressive_and_at_the_end(tiny
   assert summary["plan"]["steps_per_block"] == 3
 
 
+def test_the_trial_recipe_skips_the_diagnostic_evaluations_and_changes_nothing_else(tiny_run,
+                                                                                   tmp_path):
+  """A search trial evaluates once, at the end; the parameters and that evaluation are the
+  ones of the run that also evaluated at the start and after the progressive stages."""
+  from autodistill.search.evaluate import trial_recipe
+  _, full, _ = tiny_run
+  _, train, evaluation = tiny_data(tmp_path / "data")
+  config = DistillConfig(steps_per_block=3, pretrain_steps=4, warmup_steps=1, log_every=1,
+                         progress=False)
+  trial = distill(tiny_student(), tiny_teacher(), train, evaluation, tmp_path / "trial",
+                  trial_recipe(config), log=lambda _: None)
+  assert list(trial.evals) == ["pretraining_distillation"]
+  assert trial.evals["pretraining_distillation"] == full.evals["pretraining_distillation"]
+  assert [r["step"] for r in read_metrics(tmp_path / "trial") if "eval/mlm_accuracy" in r] == [10]
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(trial.params),
+               jax.device_get(full.params))
+
+
 def test_a_student_distilled_again_in_the_process_reuses_its_compiled_programs(tiny_run,
                                                                               tmp_path):
   """Finalize distils a search's winner again (flash, then regular with other step counts):
