@@ -30,8 +30,8 @@ import numpy as np
 
 from autodistill.finetune.metrics import spearman
 
-__all__ = ["kendall_tau_b", "paired_standard_error", "rank_agreement", "resolved_concordance",
-           "spearman"]
+__all__ = ["detection_auc", "kendall_tau_b", "paired_standard_error", "rank_agreement",
+           "resolved_concordance", "spearman"]
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -151,3 +151,25 @@ def paired_standard_error(a: Sequence[float], b: Sequence[float]) -> float:
   if len(x) < 2:
     raise ValueError(f"a paired standard error needs at least 2 items, got {len(x)}")
   return float(np.std(x - y, ddof=1) / math.sqrt(len(x)))
+
+
+def detection_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+  """How well ``scores`` single out the ``positive`` items: the area under the ROC curve, i.e.
+  the share of (positive, negative) pairs in which the positive scores higher, ties counted as
+  half (the Mann-Whitney U over the product of the two counts). 0.5 is chance, 1 a perfect
+  ordering. Used to ask whether a model of the table knows which unseen students beat the
+  baseline (``bench/gp_prediction.py``).
+
+  Raises:
+    ValueError: the lists differ in length, or there is no positive or no negative item.
+  """
+  s = np.asarray(scores, np.float64)
+  p = np.asarray(positive, bool)
+  if s.shape != p.shape or s.ndim != 1:
+    raise ValueError(f"scores and positive must be two lists of one length, got {s.shape} and "
+                     f"{p.shape}")
+  k = int(p.sum())
+  if k == 0 or k == len(p):
+    raise ValueError(f"an AUC needs positive and negative items, got {k} of {len(p)} positive")
+  above = (s[p][:, None] > s[~p][None, :]).sum() + 0.5 * (s[p][:, None] == s[~p][None, :]).sum()
+  return float(above / (k * (len(p) - k)))

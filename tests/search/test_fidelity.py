@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autodistill.search.fidelity import (kendall_tau_b, paired_standard_error, rank_agreement,
-                                         resolved_concordance, spearman)
+from autodistill.search.fidelity import (detection_auc, kendall_tau_b, paired_standard_error,
+                                         rank_agreement, resolved_concordance, spearman)
 
 
 def test_kendall_tau_b_equals_scipy_with_and_without_ties():
@@ -121,3 +121,18 @@ def test_paired_standard_error_is_scipys_paired_t_denominator():
   assert se < unpaired / 5
   with pytest.raises(ValueError, match="at least 2"):
     paired_standard_error([1.0], [2.0])
+
+
+def test_detection_auc_equals_scipys_mann_whitney_u_and_hand_cases():
+  rng = np.random.default_rng(5)
+  for n, k in ((5, 1), (12, 4), (40, 10)):
+    scores = np.round(rng.normal(size=n), 1)  # rounded: ties between the two groups too
+    positive = np.zeros(n, bool)
+    positive[rng.choice(n, k, replace=False)] = True
+    u = stats.mannwhitneyu(scores[positive], scores[~positive]).statistic
+    assert detection_auc(scores, positive) == pytest.approx(u / (k * (n - k)), abs=1e-12)
+  assert detection_auc([3, 2, 1], [True, False, False]) == 1.0
+  assert detection_auc([1, 2, 3], [True, False, False]) == 0.0
+  assert detection_auc([1, 1, 2, 0], [True, False, False, False]) == pytest.approx(1.5 / 3)
+  with pytest.raises(ValueError, match="positive and negative"):
+    detection_auc([1, 2], [True, True])
