@@ -1,9 +1,11 @@
 """Flash distillation of a small student from the MiniLM teacher on BBC News; prints JSON.
 
-The acceptance run of the distillation engine: fit the MiniLM teacher's missing MLM/NSP heads on
-its frozen encoder, then flash-distil a small student (progressive transfer + pre-training
-distillation, scaled down) and report held-out MLM/NSP accuracy at step 0, after progressive
-transfer and at the end, next to the majority-token baseline and the teacher's own accuracy.
+The acceptance run of the distillation engine: adapt the head-less MiniLM teacher to the corpus
+(``prepare_teacher``'s default for a checkpoint without MLM/NSP heads: continued MLM of the whole
+model, fresh heads at 2e-3, the encoder at 1e-4; ``--head-steps`` steps, cached in the workdir),
+then flash-distil a small student (progressive transfer + pre-training distillation, scaled down)
+and report held-out MLM/NSP accuracy at step 0, after progressive transfer and at the end, next
+to the majority-token baseline and the teacher's own accuracy.
 
     python bench/flash_distill_minilm.py --workdir=/tmp/flash_bench           # ~10 min, 2 cores
 
@@ -33,7 +35,9 @@ def main() -> None:
   parser.add_argument("--embedding-size", type=int, default=64)
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--seq-len", type=int, default=64)
-  parser.add_argument("--head-steps", type=int, default=300)
+  parser.add_argument("--head-steps", type=int, default=300,
+                      help="steps adapting the teacher (continued MLM; heads only for a teacher "
+                      "that has them)")
   parser.add_argument("--steps-per-block", type=int, default=40)
   parser.add_argument("--pretrain-steps", type=int, default=400)
   parser.add_argument("--learning-rate", type=float, default=2e-3)
