@@ -75,10 +75,6 @@ def hit_statistics(probability: np.ndarray, hits: np.ndarray) -> dict[str, Any]:
           "uniform_rank": round((m + 1) / (k + 1), 2), "held_out_hits": k}
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
-  return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
-
-
 def fit_and_predict(space, table, objectives, history: list[str], seed: int) -> dict[str, Any]:
   """The GP designer fitted on ``history`` (names of table rows), its posterior on the rest."""
   import jax
@@ -127,7 +123,8 @@ def fit_and_predict(space, table, objectives, history: list[str], seed: int) -> 
     margin = pareto.noise_margins(base, base, [o.name])[0]
     sign = -1.0 if o.goal == vz.ObjectiveMetricGoal.MINIMIZE else 1.0
     threshold = base.metric(o.name) - sign * margin
-    probability *= _normal_cdf(sign * (mean[:, j] - threshold) / np.maximum(std[:, j], 1e-12))
+    probability *= stats.norm.cdf(sign * (mean[:, j] - threshold)
+                                  / np.maximum(std[:, j], 1e-12))
   wanted = set(table_lib.dominating_baseline(table, objectives))
   out.update(hit_statistics(probability, np.array([n in wanted for n in held_out])))
   return out
